@@ -1,0 +1,24 @@
+//! paotui-certs: the trust layer of paotui.
+//!
+//! It owns the paotui CA (issuing client and server certificates, the CRL), the rustls
+//! configurations that make mTLS mandatory and turn a client certificate into a
+//! [`SystemIdentity`], the gateway's Ed25519 signing key and its JWK set, RFC 9421 HTTP
+//! message signatures with RFC 9530 `Content-Digest`, and the keyed subject hash (HMAC).
+//!
+//! It does no I/O beyond reading and writing its own key and certificate files, and it
+//! never implements a cryptographic primitive itself: ring, rustls and rcgen do the maths.
+#![forbid(unsafe_code)]
+
+pub mod ca;
+mod error;
+pub mod httpsig;
+pub mod identity;
+pub mod pemfile;
+pub mod signing;
+pub mod subject;
+pub mod tls;
+
+pub use error::{Error, Result};
+pub use identity::{DeptCode, SystemId, SystemIdentity};
+pub use signing::{GatewayKey, Jwk, Jwks};
+pub use subject::SubjectKey;

@@ -1,0 +1,18 @@
+//! paotui-policies: what may leave, for whom, and in what shape.
+//!
+//! It owns the identifier newtypes parsed at the edge ([`ids`]), the data-service catalog
+//! ([`catalog`]), the access decision for a query ([`access`]: for now the catalog's
+//! per-department allow list, behind the [`access::AccessPolicy`] trait that Cedar
+//! policies will implement) and field masking ([`mask`]).
+//!
+//! Everything here is pure: no network, no database. Catalog files are read by the caller
+//! and handed in as text so errors can name the file and line.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod catalog;
+mod error;
+pub mod ids;
+pub mod mask;
+
+pub use error::{Error, Result};
