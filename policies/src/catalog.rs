@@ -1,0 +1,519 @@
+//! The data-service catalog (TOML): departments and the services they offer.
+//!
+//! ```toml
+//! [[departments]]
+//! code = "GA"
+//! name = "公安局"
+//!
+//! [[services]]
+//! id = "population.person"
+//! owner = "GA"
+//! name = "人口基本信息查询"
+//! source = "population"            # a [sources.<name>] in paotui.toml
+//! subject = "id_number"            # the subject kind bound to :subject
+//! query = "SELECT ... WHERE id_number = :subject"
+//! consumers = ["RS", "MZ"]         # departments allowed to query (interim allow list)
+//! personal_grants = ["MZ"]         # consumers that see personal fields unmasked
+//! default_fields = ["name", "gender"]
+//!
+//! [[services.params]]
+//! name = "as_of"
+//! type = "date"
+//! required = false
+//!
+//! [[services.fields]]
+//! name = "name"
+//! description = "姓名"
+//! sensitivity = "personal"
+//! mask = "name"
+//! ```
+//!
+//! [`Catalog::parse`] checks structure and cross-references and reports errors as
+//! `file:line:column: message`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use paotui_certs::DeptCode;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::ids::{IdNumber, ServiceId, Uscc};
+use crate::mask::Mask;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sensitivity {
+    Public,
+    Internal,
+    Personal,
+    Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    IdNumber,
+    Uscc,
+}
+
+impl SubjectKind {
+    /// Parses a subject of this kind into its canonical text.
+    pub fn parse(self, s: &str) -> Result<String> {
+        Ok(match self {
+            SubjectKind::IdNumber => IdNumber::parse(s)?.as_str().to_owned(),
+            SubjectKind::Uscc => Uscc::parse(s)?.as_str().to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    String,
+    Integer,
+    Date,
+}
+
+/// A typed query parameter value, ready to bind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    Text(String),
+    Integer(i64),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    #[serde(default = "yes")]
+    pub required: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ParamSpec {
+    /// Parses one JSON value for this parameter.
+    pub fn value(&self, v: &serde_json::Value) -> Result<ParamValue> {
+        let bad = |want: &str| {
+            Error::InvalidParam(format!("parameter {:?} must be {want}", self.name))
+        };
+        match self.ty {
+            ParamType::String => v
+                .as_str()
+                .filter(|s| s.len() <= 256)
+                .map(|s| ParamValue::Text(s.to_owned()))
+                .ok_or_else(|| bad("a string of at most 256 bytes")),
+            ParamType::Integer => v.as_i64().map(ParamValue::Integer).ok_or_else(|| bad("an integer")),
+            ParamType::Date => v
+                .as_str()
+                .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                .map(|d| ParamValue::Text(d.format("%Y-%m-%d").to_string()))
+                .ok_or_else(|| bad("a date YYYY-MM-DD")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub sensitivity: Sensitivity,
+    #[serde(default)]
+    pub mask: Option<Mask>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDepartment {
+    code: Spanned<String>,
+    name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    id: Spanned<String>,
+    owner: Spanned<String>,
+    name: String,
+    #[serde(default)]
+    description: String,
+    source: Spanned<String>,
+    subject: SubjectKind,
+    query: Spanned<String>,
+    #[serde(default = "empty_list")]
+    consumers: Spanned<Vec<String>>,
+    #[serde(default = "empty_list")]
+    personal_grants: Spanned<Vec<String>>,
+    #[serde(default = "empty_list")]
+    default_fields: Spanned<Vec<String>>,
+    #[serde(default)]
+    params: Vec<Spanned<ParamSpec>>,
+    fields: Vec<Spanned<FieldSpec>>,
+}
+
+fn empty_list() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    #[serde(default)]
+    departments: Vec<RawDepartment>,
+    #[serde(default)]
+    services: Vec<RawService>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Department {
+    pub code: DeptCode,
+    pub name: String,
+}
+
+/// One data service, validated.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub id: ServiceId,
+    pub owner: DeptCode,
+    pub name: String,
+    pub description: String,
+    pub source: String,
+    pub subject: SubjectKind,
+    /// The SQL as written, with `:name` placeholders.
+    pub query: String,
+    /// Placeholder names in the order they appear (repeats included).
+    pub placeholders: Vec<String>,
+    pub consumers: BTreeSet<DeptCode>,
+    pub personal_grants: BTreeSet<DeptCode>,
+    pub default_fields: Vec<String>,
+    pub params: Vec<ParamSpec>,
+    pub fields: Vec<FieldSpec>,
+}
+
+impl Service {
+    pub fn field(&self, name: &str) -> Option<&FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// The validated catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub departments: BTreeMap<DeptCode, Department>,
+    pub services: BTreeMap<ServiceId, Service>,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    (line, col)
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> Error {
+        let (line, column) = line_col(self.text, span.start);
+        Error::Catalog {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Finds `:name` placeholders outside string literals and comments.
+pub fn placeholders(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            // `::` is a PostgreSQL cast, not a placeholder.
+            b':' if b.get(i + 1) == Some(&b':') => i += 2,
+            b':' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
+                let start = i + 1;
+                i += 1;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                out.push(sql[start..i].to_owned());
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Rewrites `:name` placeholders to positional ones produced by `pos(index)` (1-based, in
+/// order of appearance), e.g. `?` for SQLite/MySQL or `$1` for PostgreSQL.
+pub fn positional(sql: &str, pos: impl Fn(usize) -> String) -> String {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    let mut n = 0;
+    let mut last = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b':' if b.get(i + 1) == Some(&b':') => i += 2,
+            b':' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
+                out.push_str(&sql[last..i]);
+                i += 1;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                n += 1;
+                out.push_str(&pos(n));
+                last = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[last.min(sql.len())..]);
+    out
+}
+
+fn first_keyword(sql: &str) -> String {
+    sql.trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
+impl Catalog {
+    /// Parses and validates catalog text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Catalog> {
+        let ctx = Ctx { file, text };
+        let raw: RawCatalog = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            ctx.err(span, e.message().to_owned())
+        })?;
+        let mut cat = Catalog::default();
+        for d in raw.departments {
+            let code = DeptCode::parse(d.code.get_ref())
+                .map_err(|e| ctx.err(d.code.span(), e.to_string()))?;
+            if cat.departments.contains_key(&code) {
+                return Err(ctx.err(d.code.span(), format!("department {code} defined twice")));
+            }
+            cat.departments.insert(code.clone(), Department { code, name: d.name });
+        }
+        let dept = |s: &Spanned<String>, what: &str| -> Result<DeptCode> {
+            let code = DeptCode::parse(s.get_ref()).map_err(|e| ctx.err(s.span(), e.to_string()))?;
+            if !cat.departments.contains_key(&code) {
+                return Err(ctx.err(s.span(), format!("{what} {code} is not a department in this catalog")));
+            }
+            Ok(code)
+        };
+        let mut services = BTreeMap::new();
+        for s in raw.services {
+            let id = ServiceId::parse(s.id.get_ref()).map_err(|e| ctx.err(s.id.span(), e.to_string()))?;
+            if services.contains_key(&id) {
+                return Err(ctx.err(s.id.span(), format!("service {id} defined twice")));
+            }
+            let owner = dept(&s.owner, "owner")?;
+            let mut consumers = BTreeSet::new();
+            for c in s.consumers.get_ref() {
+                consumers.insert(dept(&Spanned::new(s.consumers.span(), c.clone()), "consumer")?);
+            }
+            let mut personal_grants = BTreeSet::new();
+            for c in s.personal_grants.get_ref() {
+                let code = dept(&Spanned::new(s.personal_grants.span(), c.clone()), "granted department")?;
+                if !consumers.contains(&code) {
+                    return Err(ctx.err(s.personal_grants.span(), format!("{code} is granted personal fields but is not a consumer")));
+                }
+                personal_grants.insert(code);
+            }
+            let query = s.query.get_ref().trim().to_owned();
+            // Full SQL parsing arrives with the adapters' validator; here the statement must
+            // at least be one SELECT (or WITH … SELECT) with no statement separator.
+            let kw = first_keyword(&query);
+            if kw != "SELECT" && kw != "WITH" {
+                return Err(ctx.err(s.query.span(), format!("query must be a single SELECT, found {kw}")));
+            }
+            if positional(&query, |_| String::new()).trim_end().trim_end_matches(';').contains(';') {
+                return Err(ctx.err(s.query.span(), "query must be a single statement"));
+            }
+            let ph = placeholders(&query);
+            if !ph.iter().any(|p| p == "subject") {
+                return Err(ctx.err(s.query.span(), "query must use the :subject placeholder"));
+            }
+            let mut params = Vec::new();
+            for p in &s.params {
+                let spec = p.get_ref().clone();
+                if spec.name == "subject" || params.iter().any(|q: &ParamSpec| q.name == spec.name) {
+                    return Err(ctx.err(p.span(), format!("parameter {:?} defined twice (or shadows :subject)", spec.name)));
+                }
+                if !ph.contains(&spec.name) {
+                    return Err(ctx.err(p.span(), format!("parameter {:?} is not used in the query", spec.name)));
+                }
+                params.push(spec);
+            }
+            for name in &ph {
+                if name != "subject" && !params.iter().any(|p| &p.name == name) {
+                    return Err(ctx.err(s.query.span(), format!("placeholder :{name} has no [[services.params]] entry")));
+                }
+            }
+            let mut fields: Vec<FieldSpec> = Vec::new();
+            for f in &s.fields {
+                let spec = f.get_ref().clone();
+                if fields.iter().any(|g| g.name == spec.name) {
+                    return Err(ctx.err(f.span(), format!("field {:?} defined twice", spec.name)));
+                }
+                if spec.sensitivity == Sensitivity::Personal && spec.mask.is_none() {
+                    return Err(ctx.err(f.span(), format!("personal field {:?} needs a mask", spec.name)));
+                }
+                fields.push(spec);
+            }
+            if fields.is_empty() {
+                return Err(ctx.err(s.id.span(), "a service needs at least one field"));
+            }
+            for f in s.default_fields.get_ref() {
+                if !fields.iter().any(|g| &g.name == f) {
+                    return Err(ctx.err(s.default_fields.span(), format!("default field {f:?} is not a field of this service")));
+                }
+            }
+            let default_fields = if s.default_fields.get_ref().is_empty() {
+                fields
+                    .iter()
+                    .filter(|f| f.sensitivity != Sensitivity::Secret)
+                    .map(|f| f.name.clone())
+                    .collect()
+            } else {
+                s.default_fields.get_ref().clone()
+            };
+            services.insert(
+                id.clone(),
+                Service {
+                    id,
+                    owner,
+                    name: s.name,
+                    description: s.description,
+                    source: s.source.get_ref().clone(),
+                    subject: s.subject,
+                    query,
+                    placeholders: ph,
+                    consumers,
+                    personal_grants,
+                    default_fields,
+                    params,
+                    fields,
+                },
+            );
+        }
+        cat.services = services;
+        Ok(cat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[departments]]
+code = "GA"
+name = "公安局"
+
+[[departments]]
+code = "RS"
+name = "人社局"
+
+[[services]]
+id = "population.person"
+owner = "GA"
+name = "人口"
+source = "population"
+subject = "id_number"
+query = "SELECT name, id_number FROM person WHERE id_number = :subject AND ':x' <> :kind"
+consumers = ["RS"]
+
+[[services.params]]
+name = "kind"
+type = "string"
+
+[[services.fields]]
+name = "name"
+sensitivity = "personal"
+mask = "name"
+
+[[services.fields]]
+name = "id_number"
+sensitivity = "personal"
+mask = "id_number"
+"#;
+
+    #[test]
+    fn parses_good_catalog() {
+        let c = Catalog::parse("cat.toml", GOOD).unwrap();
+        let s = &c.services[&ServiceId::parse("population.person").unwrap()];
+        assert_eq!(s.placeholders, vec!["subject", "kind"]);
+        assert_eq!(s.default_fields, vec!["name", "id_number"]);
+        assert_eq!(
+            positional(&s.query, |i| format!("${i}")),
+            "SELECT name, id_number FROM person WHERE id_number = $1 AND ':x' <> $2"
+        );
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let bad = GOOD.replace("consumers = [\"RS\"]", "consumers = [\"XX\"]");
+        let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();
+        assert!(e.starts_with("cat.toml:17:"), "{e}");
+        assert!(e.contains("XX is not a department"), "{e}");
+
+        let bad = GOOD.replace("SELECT name", "DELETE name");
+        let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();
+        assert!(e.starts_with("cat.toml:16:") && e.contains("single SELECT"), "{e}");
+
+        let bad = GOOD.replace("mask = \"name\"", "");
+        let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("needs a mask"), "{e}");
+
+        let bad = GOOD.replace("subject = \"id_number\"", "subject = 3");
+        let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();
+        assert!(e.starts_with("cat.toml:15:"), "{e}");
+
+        let bad = GOOD.replace(":kind", "1; DROP TABLE person");
+        assert!(Catalog::parse("cat.toml", &bad).is_err());
+    }
+}

@@ -1,0 +1,215 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Row, SqlitePool};
+use tokio::sync::Mutex;
+
+use crate::audit::{AuditEntry, NewAuditEntry, Outcome};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The gateway's store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    // One appender per process: indices are dense and assigned in commit order.
+    append_lock: std::sync::Arc<Mutex<()>>,
+}
+
+// A fixed advisory-lock key serialises appenders across gateway nodes on PostgreSQL.
+const PG_AUDIT_LOCK: i64 = 0x7061_6f74_7569; // "paotui"
+
+const COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_system, caller_serial, operator, \
+     action, service, case_id, matter, outcome, status, reason, subject_hmac, fields, body_sha256";
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store at `url`:
+    /// `sqlite://path/to/store.db` or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Store> {
+        let backend = if let Some(path) = url.strip_prefix("sqlite://") {
+            let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a committed audit entry survives power loss, not just a crash.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(Error::BadUrl(url.to_owned()));
+        };
+        Ok(Store {
+            backend,
+            append_lock: Default::default(),
+        })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Is the store reachable and answering?
+    pub async fn ping(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
+            Backend::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(p) => p.close().await,
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Appends one audit entry and returns its index once the transaction has committed.
+    pub async fn append_audit(&self, e: &NewAuditEntry) -> Result<u64> {
+        let fields = serde_json::to_string(&e.fields).map_err(|x| Error::Invalid(x.to_string()))?;
+        let _guard = self.append_lock.lock().await;
+        macro_rules! bind_all {
+            ($q:expr) => {
+                $q.bind(e.at_us)
+                    .bind(&e.request_id)
+                    .bind(&e.caller_dept)
+                    .bind(&e.caller_system)
+                    .bind(&e.caller_serial)
+                    .bind(&e.operator)
+                    .bind(&e.action)
+                    .bind(&e.service)
+                    .bind(&e.case_id)
+                    .bind(&e.matter)
+                    .bind(e.outcome.as_str())
+                    .bind(i32::from(e.status))
+                    .bind(&e.reason)
+                    .bind(&e.subject_hmac)
+                    .bind(&fields)
+                    .bind(&e.body_sha256)
+            };
+        }
+        let idx: i64 = match &self.backend {
+            Backend::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                let sql = format!(
+                    "INSERT INTO audit_entries ({COLUMNS}) \
+                     SELECT COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+                     FROM audit_entries RETURNING idx"
+                );
+                let row = bind_all!(sqlx::query(&sql)).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                row.try_get(0)?
+            }
+            Backend::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PG_AUDIT_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                let sql = format!(
+                    "INSERT INTO audit_entries ({COLUMNS}) \
+                     SELECT COALESCE(MAX(idx) + 1, 0), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
+                     FROM audit_entries RETURNING idx"
+                );
+                let row = bind_all!(sqlx::query(&sql)).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                row.try_get(0)?
+            }
+        };
+        u64::try_from(idx).map_err(|_| Error::Invalid("negative audit index".into()))
+    }
+
+    /// Number of entries in the log.
+    pub async fn audit_len(&self) -> Result<u64> {
+        let n: i64 = match &self.backend {
+            Backend::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries").fetch_one(p).await?,
+            Backend::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries").fetch_one(p).await?,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// One entry by index.
+    pub async fn audit_entry(&self, index: u64) -> Result<Option<AuditEntry>> {
+        let idx = i64::try_from(index).map_err(|_| Error::Invalid("index out of range".into()))?;
+        Ok(self.audit_range(idx, idx + 1).await?.pop())
+    }
+
+    /// Entries with `from <= idx < to`, in index order.
+    pub async fn audit_range(&self, from: i64, to: i64) -> Result<Vec<AuditEntry>> {
+        let rows = match &self.backend {
+            Backend::Sqlite(p) => {
+                let sql = format!("SELECT {COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx");
+                sqlx::query(&sql).bind(from).bind(to).fetch_all(p).await?.into_iter().map(|r| decode(&r)).collect()
+            }
+            Backend::Postgres(p) => {
+                let sql = format!("SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx");
+                sqlx::query(&sql).bind(from).bind(to).fetch_all(p).await?.into_iter().map(|r| decode(&r)).collect()
+            }
+        };
+        rows
+    }
+}
+
+fn decode<R: Row>(r: &R) -> Result<AuditEntry>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let idx: i64 = r.try_get("idx")?;
+    let outcome: String = r.try_get("outcome")?;
+    let status: i32 = r.try_get("status")?;
+    let fields: Option<String> = r.try_get("fields")?;
+    Ok(AuditEntry {
+        index: u64::try_from(idx).map_err(|_| Error::Invalid("negative audit index".into()))?,
+        entry: NewAuditEntry {
+            at_us: r.try_get("at_us")?,
+            request_id: r.try_get("request_id")?,
+            caller_dept: r.try_get("caller_dept")?,
+            caller_system: r.try_get("caller_system")?,
+            caller_serial: r.try_get("caller_serial")?,
+            operator: r.try_get("operator")?,
+            action: r.try_get("action")?,
+            service: r.try_get("service")?,
+            case_id: r.try_get("case_id")?,
+            matter: r.try_get("matter")?,
+            outcome: Outcome::parse(&outcome)
+                .ok_or_else(|| Error::Invalid(format!("stored outcome {outcome:?} is unknown")))?,
+            status: u16::try_from(status).map_err(|_| Error::Invalid("stored status out of range".into()))?,
+            reason: r.try_get("reason")?,
+            subject_hmac: r.try_get("subject_hmac")?,
+            fields: match fields {
+                Some(f) => serde_json::from_str(&f).map_err(|e| Error::Invalid(e.to_string()))?,
+                None => vec![],
+            },
+            body_sha256: r.try_get("body_sha256")?,
+        },
+    })
+}
