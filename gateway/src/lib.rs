@@ -1,1 +1,21 @@
+//! paotui-gateway: the `paotui` binary — CLI, config, the axum application (a router per
+//! area, tower layers for cross-cutting concerns), the mTLS server, and the demo.
+//!
+//! It wires the other crates together and owns the HTTP mapping of every error
+//! ([`Error`]'s `IntoResponse`). Nothing depends on it.
+#![forbid(unsafe_code)]
 
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+mod error;
+pub mod extract;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+
+pub use error::{Error, Result, redact};

@@ -1,0 +1,147 @@
+//! Builds the application: state from config, and the router with its tower layers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use paotui_adapters::{DataSource, SourceLimits, SqliteSource};
+use paotui_certs::{GatewayKey, Jwks, SubjectKey};
+use paotui_policies::access::CatalogAllowList;
+use paotui_policies::catalog::Catalog;
+use paotui_repository::Store;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::audit::{self, REQUEST_ID};
+use crate::config::{Config, SourceConfig};
+use crate::routes;
+use crate::state::{AppState, Inner};
+use crate::{Error, Result};
+
+/// Opens everything the config names: store, keys, catalog, department sources.
+pub async fn build_state(cfg: &Config) -> Result<AppState> {
+    let store = Store::open(&cfg.database_url()).await?;
+    let (key, created) = GatewayKey::load_or_generate(&cfg.path(&cfg.keys.signing))?;
+    if created {
+        tracing::info!(kid = key.kid(), "generated gateway signing key");
+    }
+    let subject_key = SubjectKey::load_or_generate(&cfg.path(&cfg.keys.subject_hmac))?;
+    let catalog_path = cfg.path(&cfg.catalog);
+    let text = std::fs::read_to_string(&catalog_path).map_err(|e| Error::io(catalog_path.display(), e))?;
+    let catalog = Catalog::parse(&catalog_path.display().to_string(), &text)?;
+    let limits = SourceLimits {
+        statement_timeout: Duration::from_millis(cfg.limits.statement_timeout_ms),
+        max_rows: cfg.limits.max_rows,
+    };
+    let mut sources: HashMap<String, Arc<dyn DataSource>> = HashMap::new();
+    for (name, sc) in &cfg.sources {
+        let src: Arc<dyn DataSource> = match sc {
+            SourceConfig::Sqlite { path } => Arc::new(SqliteSource::open(name, &cfg.path(path), limits).await?),
+        };
+        sources.insert(name.clone(), src);
+    }
+    for s in catalog.services.values() {
+        if !sources.contains_key(&s.source) {
+            return Err(Error::Config(format!(
+                "{}: service {} uses source {:?}, which is not in [sources] of the config",
+                catalog_path.display(),
+                s.id,
+                s.source
+            )));
+        }
+    }
+    let jwks = Jwks {
+        keys: vec![key.jwk().clone()],
+    };
+    Ok(AppState(Arc::new(Inner {
+        store,
+        catalog,
+        sources,
+        policy: Arc::new(CatalogAllowList),
+        key,
+        jwks,
+        subject_key,
+        limits: cfg.limits,
+    })))
+}
+
+async fn not_found() -> Error {
+    Error::NotFound("no such resource".into())
+}
+
+async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
+}
+
+/// Whole-request time limit, inside the audit layer so a timeout is audited as such.
+async fn request_timeout(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let ms = app.limits.request_timeout_ms;
+    match tokio::time::timeout(Duration::from_millis(ms), next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => Error::Timeout(ms).into_response(),
+    }
+}
+
+/// Paths in traces lose long digit runs: identifiers must never reach a log.
+fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.bytes().filter(u8::is_ascii_digit).count() >= 6 {
+                "…"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The whole HTTP application.
+///
+/// Layers, outermost first, and why each exists:
+/// - `SetRequestId` / `PropagateRequestId`: one id ties a caller's request, our logs and the
+///   audit entry together;
+/// - `Trace`: one span per request (method, redacted path, request id) for every log line;
+/// - `audit_and_sign` (API routes only): no answer without a durable audit entry, and every
+///   answer signed;
+/// - `request_timeout`: bounded work per request, audited when it fires;
+/// - `DefaultBodyLimit`: bounded memory per request; oversize bodies become 413 problems.
+pub fn router(state: AppState) -> Router {
+    let limit = state.limits.body_bytes;
+    let api = Router::new()
+        .merge(routes::services::router())
+        .merge(routes::keys::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), request_timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::audit_and_sign));
+    let x_request_id = REQUEST_ID;
+    Router::new()
+        .merge(routes::health::router())
+        .merge(api)
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %redact_path(req.uri().path()), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_redaction() {
+        assert_eq!(super::redact_path("/v1/holders/11010519491231002X/licenses"), "/v1/holders/…/licenses");
+        assert_eq!(super::redact_path("/v1/services/population.person/query"), "/v1/services/population.person/query");
+    }
+}

@@ -1,0 +1,194 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use paotui_certs::ca::Ca;
+use paotui_certs::{DeptCode, SystemId};
+use paotui_policies::catalog::Catalog;
+
+use crate::config::Config;
+use crate::{Error, Result, demo, server, telemetry};
+
+/// paotui (跑腿): let government data run the errands instead of citizens.
+///
+/// A data-sharing gateway (signed, audited, policy-checked APIs in front of department
+/// databases) and an electronic-license vault, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "paotui", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build (or reuse) a demo world, start the gateway and walk through it over mTLS.
+    Demo {
+        /// Directory of the demo world; reused when it already holds one.
+        #[arg(long, default_value = "paotui-demo")]
+        dir: PathBuf,
+        /// Exit after the walk-through instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+        /// Listen address (default: the world's 127.0.0.1:8443, or a free port with --exit).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// People in the synthetic population register (only when building the world).
+        #[arg(long, default_value_t = 10_000)]
+        people: usize,
+    },
+    /// Run the gateway.
+    Serve {
+        /// Config file (paths in it are relative to its directory).
+        #[arg(long, short, default_value = "paotui.toml")]
+        config: PathBuf,
+    },
+    /// Certificate authority: create it, issue system and server certificates, revoke.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Data-service catalog tools.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a new CA (ECDSA P-256) in DIR: ca.pem, ca-key.pem, crl.pem.
+    Init {
+        #[arg(long, default_value = "ca")]
+        dir: PathBuf,
+        #[arg(long, default_value = "paotui CA")]
+        name: String,
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue a client certificate for a department system
+    /// (URI SAN paotui://dept/DEPT/system/SYSTEM), written to OUT/DEPT-SYSTEM.pem and -key.pem.
+    Issue {
+        #[arg(long, default_value = "ca")]
+        dir: PathBuf,
+        #[arg(long)]
+        dept: String,
+        #[arg(long)]
+        system: String,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Issue a server certificate for the given hosts, written to OUT/server.pem and server-key.pem.
+    IssueServer {
+        #[arg(long, default_value = "ca")]
+        dir: PathBuf,
+        /// DNS name or IP address (repeatable).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+    /// Revoke a certificate by serial (hex) and rewrite the CRL; a running gateway picks it up.
+    Revoke {
+        #[arg(long, default_value = "ca")]
+        dir: PathBuf,
+        serial: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Validate a catalog file; errors name the file, line and column.
+    Check { file: PathBuf },
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo { dir, exit, listen, people } => {
+            telemetry::init("warn");
+            demo::run(demo::DemoOptions { dir, exit, listen, people }).await
+        }
+        Command::Serve { config } => {
+            telemetry::init("info");
+            let cfg = Config::load(&config)?;
+            let server = server::spawn(&cfg).await?;
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            server.shutdown().await;
+            Ok(())
+        }
+        Command::Ca { command } => ca(command),
+        Command::Catalog {
+            command: CatalogCommand::Check { file },
+        } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(file.display(), e))?;
+            let cat = Catalog::parse(&file.display().to_string(), &text)?;
+            println!(
+                "{}: ok ({} departments, {} services)",
+                file.display(),
+                cat.departments.len(),
+                cat.services.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn ca(cmd: CaCommand) -> Result<()> {
+    match cmd {
+        CaCommand::Init { dir, name, days } => {
+            let ca = Ca::init(&dir, &name, days)?;
+            println!("created CA {} and CRL {}", ca.cert_path().display(), ca.crl_path().display());
+        }
+        CaCommand::Issue { dir, dept, system, out, days } => {
+            let ca = Ca::open(&dir)?;
+            let dept = DeptCode::parse(&dept)?;
+            let system = SystemId::parse(&system)?;
+            let issued = ca.issue_client(&dept, &system, days)?;
+            let (c, k) = issued.write(&out, &format!("{dept}-{system}"))?;
+            println!("issued {} (key {}) serial {}", c.display(), k.display(), issued.serial);
+        }
+        CaCommand::IssueServer { dir, hosts, out, days } => {
+            let ca = Ca::open(&dir)?;
+            let issued = ca.issue_server(&hosts, days)?;
+            let (c, k) = issued.write(&out, "server")?;
+            println!("issued {} (key {}) serial {}", c.display(), k.display(), issued.serial);
+        }
+        CaCommand::Revoke { dir, serial, reason } => {
+            let ca = Ca::open(&dir)?;
+            if ca.revoke(&serial, reason.as_deref())? {
+                println!("revoked {serial}; CRL rewritten at {}", ca.crl_path().display());
+            } else {
+                println!("{serial} was already revoked");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,174 @@
+//! `paotui.toml`: where the gateway listens, its files, limits and department sources.
+//!
+//! Relative paths are resolved against the directory of the config file, so a world
+//! directory can be moved as a whole. Secrets (database passwords) come from environment
+//! variables named in the file, never from the file itself.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// API address (mTLS).
+    pub listen: SocketAddr,
+    /// The gateway store: `sqlite://…` or `postgres://…`. Default: `sqlite://<dir>/paotui.db`.
+    /// `PAOTUI_DATABASE` overrides it.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// The data-service catalog.
+    pub catalog: PathBuf,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Department data sources by name; catalog services refer to them.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Directory the relative paths above are resolved against (the config file's own).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate(s) client certificates must chain to.
+    pub ca: PathBuf,
+    /// CRL file; re-read when it changes, no restart needed.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Ed25519 response/checkpoint signing key; generated on first start.
+    #[serde(default = "default_signing")]
+    pub signing: PathBuf,
+    /// HMAC key for subject identifiers in the audit log; generated on first start.
+    #[serde(default = "default_subject")]
+    pub subject_hmac: PathBuf,
+}
+
+fn default_signing() -> PathBuf {
+    PathBuf::from("keys/gateway-ed25519.pem")
+}
+fn default_subject() -> PathBuf {
+    PathBuf::from("keys/subject-hmac.key")
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            signing: default_signing(),
+            subject_hmac: default_subject(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted (bytes).
+    pub body_bytes: usize,
+    /// Whole-request time limit (ms).
+    pub request_timeout_ms: u64,
+    /// Time limit for one department query (ms).
+    pub statement_timeout_ms: u64,
+    /// Rows read from a source at most.
+    pub max_rows: usize,
+    /// How often the CRL file is checked for changes (ms).
+    pub crl_poll_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 64 * 1024,
+            request_timeout_ms: 15_000,
+            statement_timeout_ms: 5_000,
+            max_rows: 1_000,
+            crl_poll_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A SQLite file, opened read-only.
+    Sqlite { path: PathBuf },
+}
+
+impl Config {
+    /// Reads and checks a config file; errors name the file, line and column.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
+        let mut cfg = Self::parse(&path.display().to_string(), &text)?;
+        cfg.base_dir = path
+            .parent()
+            .map(Path::to_owned)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(cfg)
+    }
+
+    pub fn parse(file: &str, text: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .span()
+                .map(|s| {
+                    let before = &text[..s.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+                    (line, col)
+                })
+                .unwrap_or((1, 1));
+            Error::Config(format!("{file}:{line}:{col}: {}", e.message()))
+        })
+    }
+
+    /// A path from the file, resolved against the config's directory.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The store URL in force (environment, file, or the default SQLite file).
+    pub fn database_url(&self) -> String {
+        if let Ok(url) = std::env::var("PAOTUI_DATABASE") {
+            if !url.is_empty() {
+                return url;
+            }
+        }
+        self.database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.path(Path::new("paotui.db")).display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_have_line_numbers() {
+        let text = "listen = \"127.0.0.1:8443\"\ncatalog = \"c.toml\"\n[tls]\nca = 3\n";
+        let e = Config::parse("paotui.toml", text).unwrap_err().to_string();
+        assert!(e.starts_with("paotui.toml:4:"), "{e}");
+        let e = Config::parse("paotui.toml", "listen = \"nope\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("paotui.toml:1:"), "{e}");
+    }
+}

@@ -1,0 +1,375 @@
+//! `paotui demo`: a complete demo world on a fresh machine, and a walk-through of it over
+//! real mTLS.
+//!
+//! The world (one directory) holds a CA, a server certificate, system certificates for
+//! two departments, a population register of synthetic people (valid GB 11643 numbers),
+//! the catalog and `paotui.toml`. It is built in a sibling directory and renamed into
+//! place, so an interrupted build never leaves a half-world; a second run reuses it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use http::StatusCode;
+use paotui_certs::ca::Ca;
+use paotui_certs::{DeptCode, SystemId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::client::MtlsClient;
+use crate::config::Config;
+use crate::{Error, Result, server};
+
+pub const SERVICE: &str = "population.person";
+
+/// The demo catalog: four departments, one population service.
+pub const CATALOG: &str = r#"# paotui demo catalog: departments and the data services they share.
+# Checked at start-up (and by `paotui catalog check catalog.toml`); errors name the line.
+
+[[departments]]
+code = "GA"
+name = "公安局"          # owns the population register (人口库)
+
+[[departments]]
+code = "RS"
+name = "人力资源和社会保障局"
+
+[[departments]]
+code = "MZ"
+name = "民政局"
+
+[[departments]]
+code = "SC"
+name = "市场监督管理局"
+
+[[services]]
+id = "population.person"
+owner = "GA"
+name = "人口基本信息查询"
+description = "Basic facts of one resident from the population register, by ID number."
+source = "population"
+subject = "id_number"
+query = """
+SELECT id_number, name, gender, birth_date, ethnicity, household_type, address, phone, marital_status
+FROM person
+WHERE id_number = :subject
+"""
+# Interim allow list (Cedar policies replace it): who may query, who sees personal fields.
+consumers = ["RS", "MZ"]
+personal_grants = ["MZ"]
+default_fields = ["name", "gender", "birth_date", "household_type"]
+
+[[services.fields]]
+name = "id_number"
+description = "公民身份号码"
+sensitivity = "personal"
+mask = "id_number"
+
+[[services.fields]]
+name = "name"
+description = "姓名"
+sensitivity = "personal"
+mask = "name"
+
+[[services.fields]]
+name = "gender"
+description = "性别"
+sensitivity = "internal"
+
+[[services.fields]]
+name = "birth_date"
+description = "出生日期"
+sensitivity = "personal"
+mask = "date"
+
+[[services.fields]]
+name = "ethnicity"
+description = "民族"
+sensitivity = "internal"
+
+[[services.fields]]
+name = "household_type"
+description = "户口性质 (城镇/农村)"
+sensitivity = "internal"
+
+[[services.fields]]
+name = "address"
+description = "户籍地址"
+sensitivity = "personal"
+mask = "address"
+
+[[services.fields]]
+name = "phone"
+description = "联系电话"
+sensitivity = "secret"
+
+[[services.fields]]
+name = "marital_status"
+description = "婚姻状况"
+sensitivity = "personal"
+mask = "full"
+"#;
+
+fn config_text(listen: SocketAddr) -> String {
+    format!(
+        r#"# paotui demo gateway. Relative paths are resolved against this file's directory.
+listen = "{listen}"
+# database = "postgres://postgres@127.0.0.1/paotui"   # default: sqlite file paotui.db here
+catalog = "catalog.toml"
+
+[tls]
+ca = "ca/ca.pem"
+crl = "ca/crl.pem"
+cert = "certs/server.pem"
+key = "certs/server-key.pem"
+
+[keys]
+signing = "keys/gateway-ed25519.pem"
+subject_hmac = "keys/subject-hmac.key"
+
+[limits]
+body_bytes = 65536
+request_timeout_ms = 15000
+statement_timeout_ms = 5000
+max_rows = 1000
+
+[sources.population]
+kind = "sqlite"
+path = "data/population.db"
+"#
+    )
+}
+
+/// The systems the demo issues certificates for: (dept, system, role).
+pub const SYSTEMS: [(&str, &str, &str); 3] = [
+    ("RS", "shebao", "social insurance system: a consumer, personal fields masked"),
+    ("MZ", "dibao", "minimum-living-allowance system: a consumer granted personal fields"),
+    ("SC", "dengji", "business registration system: not a consumer of population data"),
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Samples {
+    subjects: Vec<String>,
+}
+
+/// A demo world on disk.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub dir: PathBuf,
+    /// Synthetic ID numbers present in the population register.
+    pub subjects: Vec<String>,
+}
+
+impl World {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("paotui.toml")
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca").join("ca.pem")
+    }
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.join("ca")
+    }
+    /// (certificate, key) of a demo system, e.g. `("RS", "shebao")`.
+    pub fn system(&self, dept: &str, system: &str) -> (PathBuf, PathBuf) {
+        let certs = self.dir.join("certs");
+        (certs.join(format!("{dept}-{system}.pem")), certs.join(format!("{dept}-{system}-key.pem")))
+    }
+    pub fn client(&self, dept: &str, system: &str, addr: SocketAddr) -> Result<MtlsClient> {
+        let (c, k) = self.system(dept, system);
+        MtlsClient::new(&self.ca_cert(), Some((&c, &k)), addr, "localhost")
+    }
+
+    /// Opens the world in `dir`, building it first if there is none.
+    pub async fn open_or_build(dir: &Path, people: usize) -> Result<World> {
+        if dir.join("paotui.toml").exists() {
+            return Self::open(dir);
+        }
+        if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+            return Err(Error::Config(format!(
+                "{} exists but holds no paotui.toml; choose another --dir or remove it",
+                dir.display()
+            )));
+        }
+        Self::build(dir, people).await
+    }
+
+    pub fn open(dir: &Path) -> Result<World> {
+        let path = dir.join("samples.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+        let s: Samples = serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Ok(World {
+            dir: dir.to_owned(),
+            subjects: s.subjects,
+        })
+    }
+
+    async fn build(dir: &Path, people: usize) -> Result<World> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "paotui-demo".into());
+        let staging = dir.with_file_name(format!(".{name}.building"));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(|e| Error::io(staging.display(), e))?;
+        }
+        std::fs::create_dir_all(staging.join("data")).map_err(|e| Error::io(staging.display(), e))?;
+
+        let ca = Ca::init(&staging.join("ca"), "paotui demo CA", 3650)?;
+        let certs = staging.join("certs");
+        ca.issue_server(&["localhost".into(), "127.0.0.1".into()], 825)?
+            .write(&certs, "server")?;
+        for (dept, system, _) in SYSTEMS {
+            ca.issue_client(&DeptCode::parse(dept)?, &SystemId::parse(system)?, 365)?
+                .write(&certs, &format!("{dept}-{system}"))?;
+        }
+        let samples = paotui_adapters::demo::write_population(&staging.join("data/population.db"), people, 20151026, true).await?;
+        let subjects: Vec<String> = samples.iter().map(|p| p.id_number.as_str().to_owned()).collect();
+        let write = |name: &str, text: &str| -> Result<()> {
+            let p = staging.join(name);
+            std::fs::write(&p, text).map_err(|e| Error::io(p.display(), e))
+        };
+        write("catalog.toml", CATALOG)?;
+        let samples_json = serde_json::to_string_pretty(&Samples { subjects: subjects.clone() })
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        write("samples.json", &samples_json)?;
+        write("paotui.toml", &config_text(SocketAddr::from(([127, 0, 0, 1], 8443))))?;
+        if dir.exists() {
+            std::fs::remove_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
+        }
+        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir.display(), e))?;
+        Ok(World {
+            dir: dir.to_owned(),
+            subjects,
+        })
+    }
+}
+
+/// Options of `paotui demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub dir: PathBuf,
+    pub exit: bool,
+    pub listen: Option<SocketAddr>,
+    pub people: usize,
+}
+
+fn say(s: impl AsRef<str>) {
+    // The demo is a CLI conversation with the person running it, not server logging.
+    println!("{}", s.as_ref());
+}
+
+/// Runs the demo: build or reuse the world, start the gateway, walk through it.
+pub async fn run(opts: DemoOptions) -> Result<()> {
+    let fresh = !opts.dir.join("paotui.toml").exists();
+    say(if fresh {
+        format!("Building the demo world in {} …", opts.dir.display())
+    } else {
+        format!("Reusing the demo world in {}", opts.dir.display())
+    });
+    let world = World::open_or_build(&opts.dir, opts.people).await?;
+    let mut cfg = Config::load(&world.config_path())?;
+    cfg.listen = match opts.listen {
+        Some(a) => a,
+        None if opts.exit => SocketAddr::from(([127, 0, 0, 1], 0)),
+        None => cfg.listen,
+    };
+    let server = server::spawn(&cfg).await?;
+    let addr = server.addr;
+    say(format!("Gateway listening on https://localhost:{} (mTLS required)\n", addr.port()));
+    if let Err(e) = walkthrough(&world, addr).await {
+        server.shutdown().await;
+        return Err(e);
+    }
+    let (cert, key) = world.system("RS", "shebao");
+    let subject = world.subjects.first().cloned().unwrap_or_default();
+    say(format!(
+        "\nTry it yourself (as the social insurance system of RS):\n\n  curl --cacert {} --cert {} --key {} \\\n    -H 'content-type: application/json' -H 'paotui-operator: clerk-001' \\\n    -d '{{\"subject\":\"{subject}\",\"fields\":[\"name\",\"gender\",\"address\"]}}' \\\n    https://localhost:{}/v1/services/{SERVICE}/query\n",
+        world.ca_cert().display(),
+        cert.display(),
+        key.display(),
+        addr.port()
+    ));
+    if opts.exit {
+        server.shutdown().await;
+        say("Walk-through complete.");
+        return Ok(());
+    }
+    say("Serving until Ctrl-C.");
+    let _ = tokio::signal::ctrl_c().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+fn check(step: &str, got: StatusCode, want: StatusCode) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::Client(format!("demo step {step:?}: expected {want}, got {got}")))
+    }
+}
+
+/// The scripted conversation: keys, a permitted query, a denied one, a bad request.
+pub async fn walkthrough(world: &World, addr: SocketAddr) -> Result<()> {
+    let rs = world.client("RS", "shebao", addr)?;
+    let sc = world.client("SC", "dengji", addr)?;
+    let jwks = rs.keys().await?;
+    let kid = jwks.keys.first().map(|k| k.kid.clone()).unwrap_or_default();
+    say(format!("1. GET /v1/keys → gateway key {kid} (Ed25519)"));
+
+    let subject = world
+        .subjects
+        .first()
+        .ok_or_else(|| Error::Client("demo world has no sample subject".into()))?;
+    let path = format!("/v1/services/{SERVICE}/query");
+    let body = json!({"subject": subject, "fields": ["id_number", "name", "gender", "birth_date", "household_type", "address"]});
+
+    let r = rs.post_json(&path, &body).await?;
+    check("permitted query", r.status, StatusCode::OK)?;
+    let (v, idx) = r.verify(&jwks)?;
+    say(format!(
+        "2. RS/shebao queries {SERVICE} → {} · signature verified (key {}) · audit index {idx}",
+        r.status, v.keyid
+    ));
+    let answer = r.json()?;
+    if let Some(rows) = answer.get("rows").and_then(|r| r.as_array()) {
+        for row in rows {
+            say(format!("     {row}"));
+        }
+    }
+    say(format!(
+        "     masked for RS: {}",
+        answer["fields"]
+            .as_array()
+            .map(|f| f
+                .iter()
+                .filter(|x| x["masked"] == json!(true))
+                .filter_map(|x| x["name"].as_str())
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
+    ));
+
+    let r = sc.post_json(&path, &body).await?;
+    check("denied query", r.status, StatusCode::FORBIDDEN)?;
+    let (_, idx) = r.verify(&jwks)?;
+    say(format!(
+        "3. SC/dengji asks the same → {} · {} · signature verified · audit index {idx}",
+        r.status,
+        r.json()?["detail"].as_str().unwrap_or("")
+    ));
+
+    let mut bad = subject.clone().into_bytes();
+    if let Some(last) = bad.last_mut() {
+        *last = if *last == b'1' { b'2' } else { b'1' };
+    }
+    let bad = String::from_utf8_lossy(&bad).into_owned();
+    let r = rs.post_json(&path, &json!({"subject": bad})).await?;
+    check("bad request", r.status, StatusCode::BAD_REQUEST)?;
+    let (_, idx) = r.verify(&jwks)?;
+    say(format!(
+        "4. RS/shebao sends a mistyped ID number → {} · {} · signature verified · audit index {idx}",
+        r.status,
+        r.json()?["detail"].as_str().unwrap_or("")
+    ));
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! Request extractors that turn every kind of bad input into a problem+json 4xx.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::error::redact;
+
+/// JSON body: content type checked, size limited (`DefaultBodyLimit`), and parse errors
+/// reported with line/column and with any values redacted.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Err(Error::UnsupportedMediaType(
+                "request body must be application/json".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge("request body is larger than the configured limit".into())
+            } else {
+                Error::BadRequest("request body could not be read".into())
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| Error::BadRequest(format!("invalid JSON body: {}", redact(&e.to_string()))))
+    }
+}

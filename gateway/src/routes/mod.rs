@@ -1,0 +1,5 @@
+//! One router per area, merged in [`crate::app::router`].
+
+pub mod health;
+pub mod keys;
+pub mod services;

@@ -1,0 +1,263 @@
+//! Data services: `GET /v1/services` and `POST /v1/services/{id}/query`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use paotui_policies::access::{Decision, FieldPlan, requested_fields};
+use paotui_policies::catalog::{ParamValue, Sensitivity, Service};
+use paotui_policies::ids::ServiceId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::audit::{AuditScope, Identity};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::{Error, Result};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/services", get(list))
+        .route("/v1/services/{id}/query", post(query))
+}
+
+#[derive(Serialize)]
+struct FieldInfo<'a> {
+    name: &'a str,
+    description: &'a str,
+    sensitivity: Sensitivity,
+    /// Whether this caller receives the field masked.
+    masked: bool,
+    /// Whether this caller may receive the field at all.
+    available: bool,
+}
+
+#[derive(Serialize)]
+struct ServiceInfo<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: &'a str,
+    owner: &'a str,
+    subject: paotui_policies::catalog::SubjectKind,
+    params: Vec<BTreeMap<&'static str, String>>,
+    default_fields: &'a [String],
+    fields: Vec<FieldInfo<'a>>,
+}
+
+/// The services this caller may query, with what it would see of each field.
+async fn list(State(app): State<AppState>, Identity(caller): Identity, scope: AuditScope) -> Json<Value> {
+    scope.update(|c| c.action = Some("service.list".into()));
+    let mut out = Vec::new();
+    for s in app.catalog.services.values() {
+        let all: Vec<String> = s.fields.iter().map(|f| f.name.clone()).collect();
+        let Decision::Permit(plan) = app.policy.decide_query(&caller, s, &all) else {
+            continue;
+        };
+        let fields = s
+            .fields
+            .iter()
+            .map(|f| {
+                let p = plan.fields.iter().find(|p| p.name == f.name);
+                FieldInfo {
+                    name: &f.name,
+                    description: &f.description,
+                    sensitivity: f.sensitivity,
+                    masked: p.is_some_and(|p| p.mask.is_some()),
+                    available: p.is_some(),
+                }
+            })
+            .collect();
+        out.push(ServiceInfo {
+            id: s.id.as_str(),
+            name: &s.name,
+            description: &s.description,
+            owner: s.owner.as_str(),
+            subject: s.subject,
+            params: s
+                .params
+                .iter()
+                .map(|p| {
+                    BTreeMap::from([
+                        ("name", p.name.clone()),
+                        ("type", format!("{:?}", p.ty).to_lowercase()),
+                        ("required", p.required.to_string()),
+                        ("description", p.description.clone()),
+                    ])
+                })
+                .collect(),
+            default_fields: &s.default_fields,
+            fields,
+        });
+    }
+    Json(serde_json::json!({ "services": out }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryBody {
+    /// The person or enterprise the data is about (ID number or credit code).
+    subject: String,
+    #[serde(default)]
+    params: serde_json::Map<String, Value>,
+    /// Field names; omitted means the service's default set.
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+    /// The case (办件) this query serves; bound to open cases once cases exist.
+    #[serde(default)]
+    case_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct QueryAnswer {
+    service: String,
+    fields: Vec<AnswerField>,
+    withheld: Vec<String>,
+    rows: Vec<serde_json::Map<String, Value>>,
+    truncated: bool,
+}
+
+#[derive(Serialize)]
+struct AnswerField {
+    name: String,
+    masked: bool,
+}
+
+fn parse_case_id(s: &str) -> Result<String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Error::BadRequest("case_id must be 1-64 characters of A-Z a-z 0-9 - _".into()))
+    }
+}
+
+/// Binds the body's params to the service's placeholders, in placeholder order.
+fn bind_params(service: &Service, subject: &str, given: &serde_json::Map<String, Value>) -> Result<Vec<ParamValue>> {
+    for k in given.keys() {
+        if !service.params.iter().any(|p| &p.name == k) {
+            return Err(Error::BadRequest(format!("unknown parameter {k:?} for service {}", service.id)));
+        }
+    }
+    let mut values = BTreeMap::new();
+    for spec in &service.params {
+        match given.get(&spec.name) {
+            Some(v) => {
+                values.insert(spec.name.as_str(), spec.value(v)?);
+            }
+            None if spec.required => {
+                return Err(Error::BadRequest(format!("missing required parameter {:?}", spec.name)));
+            }
+            None => {
+                values.insert(spec.name.as_str(), ParamValue::Text(String::new()));
+            }
+        }
+    }
+    service
+        .placeholders
+        .iter()
+        .map(|name| {
+            if name == "subject" {
+                Ok(ParamValue::Text(subject.to_owned()))
+            } else {
+                values
+                    .get(name.as_str())
+                    .cloned()
+                    .ok_or_else(|| Error::Internal(format!("placeholder {name} without parameter")))
+            }
+        })
+        .collect()
+}
+
+/// Keeps only the planned fields and masks the ones the plan says to mask.
+fn minimise(service: &Service, plan: &FieldPlan, rows: paotui_adapters::Rows) -> Result<Vec<serde_json::Map<String, Value>>> {
+    let mut cols = Vec::with_capacity(plan.fields.len());
+    for f in &plan.fields {
+        let i = rows.columns.iter().position(|c| c == &f.name).ok_or_else(|| {
+            Error::SourceFailed(format!("source of {} did not return field {:?}", service.id, f.name))
+        })?;
+        cols.push((i, f));
+    }
+    Ok(rows
+        .rows
+        .into_iter()
+        .map(|row| {
+            cols.iter()
+                .map(|(i, f)| {
+                    let v = row.get(*i).cloned().unwrap_or(Value::Null);
+                    let v = match (f.mask, v) {
+                        (_, Value::Null) => Value::Null,
+                        (None, v) => v,
+                        (Some(m), Value::String(s)) => Value::String(m.apply(&s)),
+                        (Some(m), other) => Value::String(m.apply(&other.to_string())),
+                    };
+                    (f.name.clone(), v)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+async fn query(
+    State(app): State<AppState>,
+    Identity(caller): Identity,
+    scope: AuditScope,
+    Path(id): Path<String>,
+    body: std::result::Result<ApiJson<QueryBody>, Error>,
+) -> Result<Json<QueryAnswer>> {
+    scope.update(|c| c.action = Some("service.query".into()));
+    let service = ServiceId::parse(&id)
+        .ok()
+        .and_then(|id| app.catalog.services.get(&id))
+        .ok_or_else(|| Error::NotFound("unknown service".into()))?;
+    scope.update(|c| c.service = Some(service.id.to_string()));
+    let ApiJson(body) = body?;
+    if let Some(case) = &body.case_id {
+        let case = parse_case_id(case)?;
+        scope.update(|c| c.case_id = Some(case));
+    }
+    let subject = service
+        .subject
+        .parse(&body.subject)
+        .map_err(|e| Error::BadRequest(format!("subject: {e}")))?;
+    let subject_hmac = app.subject_key.hash(&subject);
+    scope.update(|c| c.subject_hmac = Some(subject_hmac));
+    let params = bind_params(service, &subject, &body.params)?;
+    let fields = requested_fields(service, body.fields.as_deref())?;
+
+    let plan = match app.policy.decide_query(&caller, service, &fields) {
+        Decision::Permit(plan) => plan,
+        Decision::Deny(reason) => {
+            scope.update(|c| c.denied = true);
+            return Err(Error::Forbidden(reason));
+        }
+    };
+    let source = app
+        .sources
+        .get(&service.source)
+        .ok_or_else(|| Error::Internal(format!("service {} has no source {}", service.id, service.source)))?;
+    let rows = source
+        .query(&service.query, &params)
+        .instrument(tracing::info_span!("source.query", source = %service.source))
+        .await?;
+    let truncated = rows.truncated;
+    let out = minimise(service, &plan, rows)?;
+    scope.update(|c| c.fields = plan.fields.iter().map(|f| f.name.clone()).collect());
+    Ok(Json(QueryAnswer {
+        service: service.id.to_string(),
+        fields: plan
+            .fields
+            .iter()
+            .map(|f| AnswerField {
+                name: f.name.clone(),
+                masked: f.mask.is_some(),
+            })
+            .collect(),
+        withheld: plan.withheld.clone(),
+        rows: out,
+        truncated,
+    }))
+}

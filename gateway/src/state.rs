@@ -1,0 +1,33 @@
+//! Everything a request handler needs, built once at start-up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use paotui_adapters::DataSource;
+use paotui_certs::{GatewayKey, Jwks, SubjectKey};
+use paotui_policies::access::AccessPolicy;
+use paotui_policies::catalog::Catalog;
+use paotui_repository::Store;
+
+use crate::config::Limits;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub catalog: Catalog,
+    pub sources: HashMap<String, Arc<dyn DataSource>>,
+    pub policy: Arc<dyn AccessPolicy>,
+    pub key: GatewayKey,
+    pub jwks: Jwks,
+    pub subject_key: SubjectKey,
+    pub limits: Limits,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
