@@ -1,6 +1,7 @@
 //! rustls configurations: the server *requires* a client certificate chained to the paotui
 //! CA and not on its CRL; the CRL is reloadable without a restart.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -64,6 +65,21 @@ pub struct ReloadableClientVerifier {
     crl_path: Option<PathBuf>,
     hints: Vec<DistinguishedName>,
     inner: RwLock<(Arc<dyn ClientCertVerifier>, Option<SystemTime>)>,
+    /// Serials (lower-case hex) on the CRL in force, so connections opened before a
+    /// revocation can be refused too.
+    revoked: RwLock<HashSet<String>>,
+}
+
+/// Serials listed in the CRL file, lower-case hex.
+fn crl_serials(path: &Path) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for der in load_crls(path)? {
+        let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| Error::bad_file(path, e))?;
+        for r in crl.iter_revoked_certificates() {
+            out.insert(hex::encode(r.raw_serial()));
+        }
+    }
+    Ok(out)
 }
 
 impl ReloadableClientVerifier {
@@ -71,11 +87,16 @@ impl ReloadableClientVerifier {
         let roots = roots(ca)?;
         let hints = roots.subjects();
         let (inner, mtime) = Self::build(&roots, crl)?;
+        let revoked = match crl {
+            Some(p) => crl_serials(p)?,
+            None => HashSet::new(),
+        };
         Ok(Arc::new(ReloadableClientVerifier {
             roots,
             crl_path: crl.map(Path::to_owned),
             hints,
             inner: RwLock::new((inner, mtime)),
+            revoked: RwLock::new(revoked),
         }))
     }
 
@@ -115,11 +136,27 @@ impl ReloadableClientVerifier {
     /// Re-reads the CRL unconditionally.
     pub fn reload(&self) -> Result<()> {
         let built = Self::build(&self.roots, self.crl_path.as_deref())?;
+        let serials = match &self.crl_path {
+            Some(p) => crl_serials(p)?,
+            None => HashSet::new(),
+        };
         match self.inner.write() {
             Ok(mut g) => *g = built,
             Err(p) => *p.into_inner() = built,
         }
+        match self.revoked.write() {
+            Ok(mut g) => *g = serials,
+            Err(p) => *p.into_inner() = serials,
+        }
         Ok(())
+    }
+
+    /// Is this serial (lower-case hex) on the CRL in force?
+    pub fn is_revoked(&self, serial: &str) -> bool {
+        match self.revoked.read() {
+            Ok(g) => g.contains(serial),
+            Err(p) => p.into_inner().contains(serial),
+        }
     }
 
     fn current(&self) -> Arc<dyn ClientCertVerifier> {
@@ -191,6 +228,10 @@ pub fn server_config(
         .with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)
         .map_err(|e| Error::bad_file(&files.key, e))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No session resumption: a resumed session skips client-certificate verification, so a
+    // certificate revoked after its first handshake could keep reconnecting.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     Ok((Arc::new(cfg), verifier))
 }
 

@@ -26,10 +26,14 @@ pub const AUDIT_INDEX: HeaderName = HeaderName::from_static("paotui-audit-index"
 pub const OPERATOR: HeaderName = HeaderName::from_static("paotui-operator");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The authenticated caller of a connection, inserted by the TLS accept loop.
-/// `None` when the certificate chained to the CA but names no paotui system.
+/// The authenticated caller of a request, inserted by the TLS accept loop: the identity
+/// in its certificate, or why the certificate cannot be served (it names no paotui
+/// system, or it was revoked after the connection was opened).
 #[derive(Debug, Clone)]
-pub struct Caller(pub Option<SystemIdentity>);
+pub struct Caller {
+    pub identity: Option<SystemIdentity>,
+    pub refusal: Option<String>,
+}
 
 /// The reason for a refusal or failure, set by [`Error`]'s response mapping.
 #[derive(Debug, Clone)]
@@ -84,7 +88,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Identity {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Error> {
         match parts.extensions.get::<Caller>() {
-            Some(Caller(Some(id))) => Ok(Identity(id.clone())),
+            Some(Caller {
+                identity: Some(id),
+                refusal: None,
+            }) => Ok(Identity(id.clone())),
             _ => Err(Error::Forbidden("client certificate does not name a paotui system".into())),
         }
     }
@@ -122,7 +129,10 @@ fn now_us() -> i64 {
 pub async fn audit_and_sign(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let scope = AuditScope::default();
     req.extensions_mut().insert(scope.clone());
-    let caller = req.extensions().get::<Caller>().and_then(|c| c.0.clone());
+    let (caller, refusal) = match req.extensions().get::<Caller>() {
+        Some(c) => (c.identity.clone(), c.refusal.clone()),
+        None => (None, None),
+    };
     let request_id = req
         .headers()
         .get(&REQUEST_ID)
@@ -138,6 +148,7 @@ pub async fn audit_and_sign(State(app): State<AppState>, mut req: Request, next:
     );
     let operator = req.headers().get(&OPERATOR).map(parse_operator).transpose();
     let (response, operator) = match (&caller, operator) {
+        _ if refusal.is_some() => (Error::Forbidden(refusal.unwrap_or_default()).into_response(), None),
         (None, _) => (
             Error::Forbidden("client certificate does not name a paotui system".into()).into_response(),
             None,

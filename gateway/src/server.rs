@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use paotui_certs::SystemIdentity;
-use paotui_certs::tls::{ServerTlsFiles, server_config};
+use paotui_certs::tls::{ReloadableClientVerifier, ServerTlsFiles, server_config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -65,6 +65,7 @@ pub async fn spawn(cfg: &Config) -> Result<Server> {
     // Revocations take effect without a restart: the CRL file is polled for changes.
     let poll = Duration::from_millis(cfg.limits.crl_poll_ms.max(100));
     let mut crl_rx = rx.clone();
+    let verifier_for_requests = verifier.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -80,7 +81,7 @@ pub async fn spawn(cfg: &Config) -> Result<Server> {
     });
 
     let acceptor = TlsAcceptor::from(tls);
-    let task = tokio::spawn(accept_loop(listener, acceptor, router, rx));
+    let task = tokio::spawn(accept_loop(listener, acceptor, router, verifier_for_requests, rx));
     tracing::info!(%addr, store = state.store.backend_name(), "paotui listening (mTLS)");
     Ok(Server {
         addr,
@@ -89,7 +90,13 @@ pub async fn spawn(cfg: &Config) -> Result<Server> {
     })
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, router: axum::Router, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: axum::Router,
+    verifier: Arc<ReloadableClientVerifier>,
+    mut stop: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
@@ -110,6 +117,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, router: axum:
         let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let verifier = verifier.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -128,16 +136,24 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, router: axum:
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|der| SystemIdentity::from_cert_der(der));
-            let caller = match identity {
-                Some(Ok(id)) => Caller(Some(id)),
+            let identity = match identity {
+                Some(Ok(id)) => Some(id),
                 Some(Err(e)) => {
                     tracing::info!(%peer, error = %e, "certificate names no paotui system");
-                    Caller(None)
+                    None
                 }
-                None => Caller(None),
+                None => None,
             };
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(caller.clone());
+                // A kept-alive connection outlives a revocation; check on every request.
+                let refusal = identity
+                    .as_ref()
+                    .filter(|id| verifier.is_revoked(&id.serial))
+                    .map(|_| "client certificate has been revoked".to_owned());
+                req.extensions_mut().insert(Caller {
+                    identity: identity.clone(),
+                    refusal,
+                });
                 router.clone().oneshot(req.map(axum::body::Body::new))
             });
             let conn = builder.serve_connection(TokioIo::new(tls), svc);

@@ -1,1 +1,120 @@
+//! paotui-tests: the end-to-end harness. [`TestApp::spawn`] builds a small demo world in
+//! its own temporary directory, starts the real gateway on port 0, and hands out mTLS
+//! clients for the world's systems. Every log line of the process is captured so tests
+//! can assert that no personal identifier was logged.
+#![forbid(unsafe_code)]
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use paotui_gateway::client::MtlsClient;
+use paotui_gateway::config::Config;
+use paotui_gateway::demo::World;
+use paotui_gateway::server::{self, Server};
+use paotui_repository::Store;
+
+/// Everything written by `tracing` in this process, at TRACE level.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn contents(&self) -> String {
+        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&g).into_owned()
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber once per process and returns its buffer.
+pub fn logs() -> LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuffer::default();
+        let writer = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+/// A running gateway over a fresh demo world.
+pub struct TestApp {
+    pub world: World,
+    pub addr: SocketAddr,
+    pub config: Config,
+    server: Option<Server>,
+    _dir: tempfile::TempDir,
+}
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+impl TestApp {
+    /// Builds a world of 200 people in a temp dir and starts the gateway on 127.0.0.1:0.
+    pub async fn spawn() -> Result<TestApp, Error> {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like [`spawn`](Self::spawn), with a chance to adjust the config first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Result<TestApp, Error> {
+        logs();
+        let dir = tempfile::tempdir()?;
+        let world = World::open_or_build(&dir.path().join("world"), 200).await?;
+        let mut config = Config::load(&world.config_path())?;
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.limits.crl_poll_ms = 100;
+        adjust(&mut config);
+        let server = server::spawn(&config).await?;
+        Ok(TestApp {
+            addr: server.addr,
+            world,
+            config,
+            server: Some(server),
+            _dir: dir,
+        })
+    }
+
+    /// An mTLS client as one of the world's systems, e.g. `("RS", "shebao")`.
+    pub fn client(&self, dept: &str, system: &str) -> Result<MtlsClient, Error> {
+        Ok(self.world.client(dept, system, self.addr)?)
+    }
+
+    /// A client with an arbitrary (certificate, key) pair, or none.
+    pub fn client_with(&self, identity: Option<(PathBuf, PathBuf)>) -> Result<MtlsClient, Error> {
+        let id = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        Ok(MtlsClient::new(&self.world.ca_cert(), id, self.addr, "localhost")?)
+    }
+
+    /// A second handle on the gateway's store, for inspecting the audit log.
+    pub async fn store(&self) -> Result<Store, Error> {
+        Ok(Store::open(&self.config.database_url()).await?)
+    }
+
+    /// The gateway store's SQLite file.
+    pub fn store_file(&self) -> PathBuf {
+        self.world.dir.join("paotui.db")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
