@@ -1,0 +1,3 @@
+//! Tests of the `paotui` binary itself.
+
+mod cli;
