@@ -20,17 +20,78 @@ use crate::{Error, Result};
 
 /// Foshan's districts with their GB/T 2260 codes (seed 000: 三水区 "一门办理、全城通办").
 const DISTRICTS: [(u32, &str, &[&str]); 5] = [
-    (440604, "禅城区", &["祖庙街道", "石湾镇街道", "张槎街道", "南庄镇"]),
-    (440605, "南海区", &["桂城街道", "九江镇", "西樵镇", "丹灶镇", "狮山镇", "大沥镇", "里水镇"]),
-    (440606, "顺德区", &["大良街道", "容桂街道", "伦教街道", "勒流街道", "陈村镇", "北滘镇", "乐从镇"]),
-    (440607, "三水区", &["西南街道", "云东海街道", "白坭镇", "乐平镇", "大塘镇", "芦苞镇", "南山镇"]),
-    (440608, "高明区", &["荷城街道", "杨和镇", "明城镇", "更合镇"]),
+    (
+        440604,
+        "禅城区",
+        &["祖庙街道", "石湾镇街道", "张槎街道", "南庄镇"],
+    ),
+    (
+        440605,
+        "南海区",
+        &[
+            "桂城街道",
+            "九江镇",
+            "西樵镇",
+            "丹灶镇",
+            "狮山镇",
+            "大沥镇",
+            "里水镇",
+        ],
+    ),
+    (
+        440606,
+        "顺德区",
+        &[
+            "大良街道",
+            "容桂街道",
+            "伦教街道",
+            "勒流街道",
+            "陈村镇",
+            "北滘镇",
+            "乐从镇",
+        ],
+    ),
+    (
+        440607,
+        "三水区",
+        &[
+            "西南街道",
+            "云东海街道",
+            "白坭镇",
+            "乐平镇",
+            "大塘镇",
+            "芦苞镇",
+            "南山镇",
+        ],
+    ),
+    (
+        440608,
+        "高明区",
+        &["荷城街道", "杨和镇", "明城镇", "更合镇"],
+    ),
 ];
 
 const SURNAMES: &str = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高梁郑谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋余于杜叶程魏苏吕丁任卢姚沈钟姜崔谭陆范汪廖石金韦贾夏付方邹熊白孟秦邱侯江尹薛段雷龙黎史陶贺毛郝顾龚邵万覃武钱戴严欧莫孔向常汤康易乔赖文施洪";
 const GIVEN: &str = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏辉建文波宁斌宇浩凯健俊帆帅旭婷雪琳晶欣怡佳子梓涵轩睿博嘉思雨晨志永海国荣成家德金春燕";
-const ROADS: [&str; 10] = ["健力宝南路", "广海大道", "张边路", "三达路", "新城路", "环城路", "人民路", "中山路", "文锋路", "云东海大道"];
-const ETHNICITIES: [(&str, u32); 5] = [("汉族", 94), ("壮族", 2), ("瑶族", 1), ("回族", 1), ("土家族", 2)];
+const ROADS: [&str; 10] = [
+    "健力宝南路",
+    "广海大道",
+    "张边路",
+    "三达路",
+    "新城路",
+    "环城路",
+    "人民路",
+    "中山路",
+    "文锋路",
+    "云东海大道",
+];
+const ETHNICITIES: [(&str, u32); 5] = [
+    ("汉族", 94),
+    ("壮族", 2),
+    ("瑶族", 1),
+    ("回族", 1),
+    ("土家族", 2),
+];
 
 /// One generated person (the demo prints a few of them for its walk-through).
 #[derive(Debug, Clone)]
@@ -70,7 +131,8 @@ pub fn person(rng: &mut SmallRng) -> Result<Person> {
     let birth = NaiveDate::from_ymd_opt(1940, 1, 1).unwrap_or_default()
         + chrono::Duration::days(rng.gen_range(0..(365 * 80)));
     let seq: u16 = rng.gen_range(0..1000);
-    let id_number = IdNumber::from_parts(region, birth, seq).map_err(|e| Error::Generate(e.to_string()))?;
+    let id_number =
+        IdNumber::from_parts(region, birth, seq).map_err(|e| Error::Generate(e.to_string()))?;
     let gender = if seq % 2 == 1 { "男" } else { "女" };
     let mut name = String::new();
     name.push(pick(rng, &surnames));
@@ -121,7 +183,12 @@ const SCHEMA: &str = "CREATE TABLE person (
 
 /// Writes a population database of `n` distinct people to `path` and returns the first
 /// few of them. A progress bar is drawn when `progress` is set and stderr is a terminal.
-pub async fn write_population(path: &Path, n: usize, seed: u64, progress: bool) -> Result<Vec<Person>> {
+pub async fn write_population(
+    path: &Path,
+    n: usize,
+    seed: u64,
+    progress: bool,
+) -> Result<Vec<Person>> {
     let io = |e: sqlx::Error| Error::Generate(format!("{}: {e}", path.display()));
     let tmp = path.with_extension("db.tmp");
     let _ = std::fs::remove_file(&tmp);

@@ -68,7 +68,8 @@ impl SqliteSource {
                 out.truncated = true;
                 break;
             }
-            out.rows.push(decode_row(&row).map_err(|e| self.classify(e))?);
+            out.rows
+                .push(decode_row(&row).map_err(|e| self.classify(e))?);
         }
         Ok(out)
     }
@@ -99,7 +100,9 @@ fn decode_row(row: &SqliteRow) -> Result<Vec<serde_json::Value>, sqlx::Error> {
         }
         let ty = raw.type_info().name().to_ascii_uppercase();
         let v = match ty.as_str() {
-            "INTEGER" | "INT" | "BIGINT" | "BOOLEAN" => serde_json::Value::from(row.try_get::<i64, _>(i)?),
+            "INTEGER" | "INT" | "BIGINT" | "BOOLEAN" => {
+                serde_json::Value::from(row.try_get::<i64, _>(i)?)
+            }
             "REAL" | "FLOAT" | "DOUBLE" => serde_json::Value::from(row.try_get::<f64, _>(i)?),
             "BLOB" => serde_json::Value::from(hex_lower(&row.try_get::<Vec<u8>, _>(i)?)),
             _ => serde_json::Value::from(row.try_get::<String, _>(i)?),
@@ -154,21 +157,45 @@ mod tests {
     async fn reads_rows_and_refuses_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.db");
-        crate::demo::write_population(&path, 20, 7, false).await.unwrap();
-        let src = SqliteSource::open("population", &path, SourceLimits { max_rows: 5, ..Default::default() })
+        crate::demo::write_population(&path, 20, 7, false)
             .await
             .unwrap();
+        let src = SqliteSource::open(
+            "population",
+            &path,
+            SourceLimits {
+                max_rows: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         let rows = src
-            .query("SELECT id_number, name FROM person WHERE gender = :g", &[ParamValue::Text("男".into())])
+            .query(
+                "SELECT id_number, name FROM person WHERE gender = :g",
+                &[ParamValue::Text("男".into())],
+            )
             .await
             .unwrap();
         assert_eq!(rows.columns, vec!["id_number", "name"]);
         assert!(rows.rows.len() <= 5);
         // The connection is read-only: even SQL that slipped past validation cannot write.
-        let e = src.query("DELETE FROM person WHERE :x = 1", &[ParamValue::Integer(1)]).await;
+        let e = src
+            .query("DELETE FROM person WHERE :x = 1", &[ParamValue::Integer(1)])
+            .await;
         assert!(matches!(e, Err(Error::Query { .. })), "{e:?}");
-        let n = src.query("SELECT COUNT(*) AS n FROM person WHERE :x = 1", &[ParamValue::Integer(1)]).await.unwrap();
+        let n = src
+            .query(
+                "SELECT COUNT(*) AS n FROM person WHERE :x = 1",
+                &[ParamValue::Integer(1)],
+            )
+            .await
+            .unwrap();
         assert_eq!(n.rows[0][0], serde_json::json!(20));
-        assert!(SqliteSource::open("x", &dir.path().join("missing.db"), SourceLimits::default()).await.is_err());
+        assert!(
+            SqliteSource::open("x", &dir.path().join("missing.db"), SourceLimits::default())
+                .await
+                .is_err()
+        );
     }
 }

@@ -10,14 +10,29 @@ use http::Method;
 use paotui_tests::TestApp;
 
 fn bench(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else { return };
-    let Ok(app) = rt.block_on(TestApp::spawn()) else { return };
-    let Ok(client) = app.client("RS", "shebao") else { return };
-    let Ok(mut conn) = rt.block_on(client.connect()) else { return };
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let Ok(app) = rt.block_on(TestApp::spawn()) else {
+        return;
+    };
+    let Ok(client) = app.client("RS", "shebao") else {
+        return;
+    };
+    let Ok(mut conn) = rt.block_on(client.connect()) else {
+        return;
+    };
     let subjects = app.world.subjects.clone();
     let bodies: Vec<Vec<u8>> = subjects
         .iter()
-        .map(|s| serde_json::json!({"subject": s, "fields": ["name", "gender", "address"]}).to_string().into_bytes())
+        .map(|s| {
+            serde_json::json!({"subject": s, "fields": ["name", "gender", "address"]})
+                .to_string()
+                .into_bytes()
+        })
         .collect();
 
     let mut g = c.benchmark_group("one_mtls_connection");
@@ -29,7 +44,14 @@ fn bench(c: &mut Criterion) {
                 let start = Instant::now();
                 for i in 0..iters {
                     let body = bodies[i as usize % bodies.len()].clone();
-                    let r = conn.send(Method::POST, "/v1/services/population.person/query", &[("content-type", "application/json")], body).await;
+                    let r = conn
+                        .send(
+                            Method::POST,
+                            "/v1/services/population.person/query",
+                            &[("content-type", "application/json")],
+                            body,
+                        )
+                        .await;
                     if !matches!(&r, Ok(r) if r.status == 200) {
                         eprintln!("query failed: {r:?}");
                     }

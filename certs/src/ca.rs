@@ -179,7 +179,13 @@ impl Ca {
             .map_err(|e| Error::bad_file(self.dir.join(CA_CERT), e))
     }
 
-    fn record(&self, serial: &SerialNumber, kind: CertKind, subject: &str, params: &CertificateParams) -> Result<String> {
+    fn record(
+        &self,
+        serial: &SerialNumber,
+        kind: CertKind,
+        subject: &str,
+        params: &CertificateParams,
+    ) -> Result<String> {
         let serial = hex::encode(serial.to_bytes());
         let rec = IssuedRecord {
             serial: serial.clone(),
@@ -236,7 +242,9 @@ impl Ca {
     /// Issues a server certificate for the given DNS names / IP addresses.
     pub fn issue_server(&self, hosts: &[String], days: u32) -> Result<Issued> {
         if hosts.is_empty() {
-            return Err(Error::Invalid("a server certificate needs at least one host".into()));
+            return Err(Error::Invalid(
+                "a server certificate needs at least one host".into(),
+            ));
         }
         let key = p256()?;
         let mut params = CertificateParams::new(hosts.to_vec())?;
@@ -318,8 +326,8 @@ impl Ca {
         let now = OffsetDateTime::now_utc();
         let mut revoked_certs = Vec::with_capacity(file.revoked.len());
         for r in &file.revoked {
-            let bytes = hex::decode(&r.serial)
-                .map_err(|e| Error::bad_file(self.dir.join(REVOKED), e))?;
+            let bytes =
+                hex::decode(&r.serial).map_err(|e| Error::bad_file(self.dir.join(REVOKED), e))?;
             revoked_certs.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&bytes),
                 revocation_time: OffsetDateTime::from_unix_timestamp(r.at)
@@ -350,7 +358,7 @@ pub fn normalise_serial(s: &str) -> Result<String> {
         .filter(|c| *c != ':')
         .collect::<String>()
         .to_ascii_lowercase();
-    if t.is_empty() || t.len() % 2 != 0 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if t.is_empty() || !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::Invalid(format!(
             "serial {s:?} is not an even-length hex string"
         )));

@@ -14,8 +14,12 @@ use crate::{Error, Result};
 /// The signature label paotui uses in `Signature-Input` / `Signature`.
 pub const LABEL: &str = "paotui";
 /// The components every paotui response signature covers.
-pub const RESPONSE_COMPONENTS: [&str; 4] =
-    ["@status", "content-type", "content-digest", "paotui-audit-index"];
+pub const RESPONSE_COMPONENTS: [&str; 4] = [
+    "@status",
+    "content-type",
+    "content-digest",
+    "paotui-audit-index",
+];
 
 fn sig_err(s: impl Into<String>) -> Error {
     Error::Signature(s.into())
@@ -111,7 +115,8 @@ impl SignatureParams {
         }
         for (k, v) in [("keyid", &self.keyid), ("alg", &self.alg)] {
             if let Some(v) = v {
-                let s = sfv::String::from_string(v.clone()).map_err(|(e, _)| sig_err(e.to_string()))?;
+                let s =
+                    sfv::String::from_string(v.clone()).map_err(|(e, _)| sig_err(e.to_string()))?;
                 params.insert(key(k)?, BareItem::String(s));
             }
         }
@@ -142,7 +147,10 @@ impl SignatureParams {
                 ("alg", BareItem::String(s)) => p.alg = Some(s.as_str().to_owned()),
                 // expires, nonce, tag: carried in the base as given, not interpreted here.
                 ("created" | "keyid" | "alg", _) => {
-                    return Err(sig_err(format!("signature parameter {} has the wrong type", k.as_str())));
+                    return Err(sig_err(format!(
+                        "signature parameter {} has the wrong type",
+                        k.as_str()
+                    )));
                 }
                 _ => {}
             }
@@ -152,8 +160,7 @@ impl SignatureParams {
 
     /// The serialised inner list, as in `Signature-Input` and the `@signature-params` line.
     pub fn serialize(&self) -> Result<String> {
-        serialize_member(LABEL, &self.to_inner_list()?)
-            .map(|s| s[LABEL.len() + 1..].to_owned())
+        serialize_member(LABEL, &self.to_inner_list()?).map(|s| s[LABEL.len() + 1..].to_owned())
     }
 }
 
@@ -214,9 +221,16 @@ fn key_of(label: &str) -> Result<Key> {
 }
 
 /// Signs a paotui response (the components in [`RESPONSE_COMPONENTS`]).
-pub fn sign_response(key: &GatewayKey, msg: &MessageView<'_>, created: i64) -> Result<SignatureHeaders> {
+pub fn sign_response(
+    key: &GatewayKey,
+    msg: &MessageView<'_>,
+    created: i64,
+) -> Result<SignatureHeaders> {
     let params = SignatureParams {
-        components: RESPONSE_COMPONENTS.iter().map(|s| (*s).to_owned()).collect(),
+        components: RESPONSE_COMPONENTS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
         created: Some(created),
         keyid: Some(key.kid().to_owned()),
         alg: Some("ed25519".into()),
@@ -235,7 +249,12 @@ pub struct Verified {
 
 /// Verifies the signature labelled `label` on `msg` with a key from `jwks`, requiring that
 /// it covers every component in `required`.
-pub fn verify(jwks: &Jwks, msg: &MessageView<'_>, label: &str, required: &[&str]) -> Result<Verified> {
+pub fn verify(
+    jwks: &Jwks,
+    msg: &MessageView<'_>,
+    label: &str,
+    required: &[&str],
+) -> Result<Verified> {
     let input = msg
         .header("signature-input")
         .ok_or_else(|| sig_err("no Signature-Input header"))?;
@@ -264,10 +283,10 @@ pub fn verify(jwks: &Jwks, msg: &MessageView<'_>, label: &str, required: &[&str]
             return Err(sig_err(format!("signature does not cover {r:?}")));
         }
     }
-    if let Some(alg) = &params.alg {
-        if alg != "ed25519" {
-            return Err(sig_err(format!("unsupported alg {alg:?}")));
-        }
+    if let Some(alg) = &params.alg
+        && alg != "ed25519"
+    {
+        return Err(sig_err(format!("unsupported alg {alg:?}")));
     }
     let keyid = params
         .keyid
@@ -338,7 +357,10 @@ mod tests {
                 ("Host", "example.com"),
                 ("Date", "Tue, 20 Apr 2021 02:07:55 GMT"),
                 ("Content-Type", "application/json"),
-                ("Content-Digest", "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:"),
+                (
+                    "Content-Digest",
+                    "sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:",
+                ),
                 ("Content-Length", "18"),
             ],
         }
@@ -346,10 +368,17 @@ mod tests {
 
     fn b26_params() -> SignatureParams {
         SignatureParams {
-            components: ["date", "@method", "@path", "@authority", "content-type", "content-length"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            components: [
+                "date",
+                "@method",
+                "@path",
+                "@authority",
+                "content-type",
+                "content-length",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
             created: Some(1618884473),
             keyid: Some("test-key-ed25519".into()),
             alg: None,
@@ -408,7 +437,9 @@ mod tests {
     #[test]
     fn response_round_trip_and_tamper() {
         let (key, _) = GatewayKey::generate().unwrap();
-        let jwks = Jwks { keys: vec![key.jwk().clone()] };
+        let jwks = Jwks {
+            keys: vec![key.jwk().clone()],
+        };
         let body = br#"{"rows":[]}"#;
         let digest = content_digest(body);
         let base_headers = vec![
@@ -416,22 +447,38 @@ mod tests {
             ("content-digest", digest.as_str()),
             ("paotui-audit-index", "7"),
         ];
-        let msg = MessageView { status: Some(200), headers: base_headers.clone(), ..Default::default() };
+        let msg = MessageView {
+            status: Some(200),
+            headers: base_headers.clone(),
+            ..Default::default()
+        };
         let h = sign_response(&key, &msg, 1_700_000_000).unwrap();
         let mut signed = base_headers.clone();
         signed.push(("signature-input", h.signature_input.as_str()));
         signed.push(("signature", h.signature.as_str()));
-        let ok = MessageView { status: Some(200), headers: signed.clone(), ..Default::default() };
+        let ok = MessageView {
+            status: Some(200),
+            headers: signed.clone(),
+            ..Default::default()
+        };
         let (v, idx) = verify_response(&jwks, &ok, body).unwrap();
         assert_eq!(idx, 7);
         assert_eq!(v.keyid, key.kid());
         // Tampered body, status, or index: all refused.
         assert!(verify_response(&jwks, &ok, br#"{"rows":[1]}"#).is_err());
-        let bad_status = MessageView { status: Some(404), headers: signed.clone(), ..Default::default() };
+        let bad_status = MessageView {
+            status: Some(404),
+            headers: signed.clone(),
+            ..Default::default()
+        };
         assert!(verify_response(&jwks, &bad_status, body).is_err());
         let mut other = signed.clone();
         other[2] = ("paotui-audit-index", "8");
-        let bad_idx = MessageView { status: Some(200), headers: other, ..Default::default() };
+        let bad_idx = MessageView {
+            status: Some(200),
+            headers: other,
+            ..Default::default()
+        };
         assert!(verify_response(&jwks, &bad_idx, body).is_err());
         // Unknown key.
         assert!(verify_response(&Jwks::default(), &ok, body).is_err());

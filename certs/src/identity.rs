@@ -125,15 +125,15 @@ impl SystemIdentity {
             .ok_or_else(|| Error::Identity("certificate has no subjectAltName".into()))?;
         let mut found = None;
         for name in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::URI(uri) = name {
-                if uri.starts_with(URI_PREFIX) {
-                    if found.is_some() {
-                        return Err(Error::Identity(
-                            "certificate names more than one paotui system".into(),
-                        ));
-                    }
-                    found = Some(Self::parse_uri(uri)?);
+            if let x509_parser::extensions::GeneralName::URI(uri) = name
+                && uri.starts_with(URI_PREFIX)
+            {
+                if found.is_some() {
+                    return Err(Error::Identity(
+                        "certificate names more than one paotui system".into(),
+                    ));
                 }
+                found = Some(Self::parse_uri(uri)?);
             }
         }
         let (dept, system) = found

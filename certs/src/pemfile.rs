@@ -10,10 +10,10 @@ pub fn read_to_string(path: &Path) -> Result<String> {
 
 /// Writes a file; private keys (`secret = true`) are created with mode 0600 on Unix.
 pub fn write(path: &Path, contents: &[u8], secret: bool) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     // Write to a sibling temp file and rename, so a crash never leaves a half-written key.
     let tmp = path.with_extension("tmp");

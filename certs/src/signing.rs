@@ -59,7 +59,9 @@ impl Jwk {
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<()> {
         UnparsedPublicKey::new(&ED25519, self.public_key()?)
             .verify(msg, sig)
-            .map_err(|_| Error::Signature(format!("signature does not verify with key {}", self.kid)))
+            .map_err(|_| {
+                Error::Signature(format!("signature does not verify with key {}", self.kid))
+            })
     }
 }
 
@@ -67,7 +69,10 @@ impl Jwk {
 pub fn thumbprint_okp(crv: &str, x: &str) -> String {
     // Member names and these values need no JSON escaping (base64url and a curve name).
     let canonical = format!(r#"{{"crv":"{crv}","kty":"OKP","x":"{x}"}}"#);
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()))
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.as_bytes(),
+    ))
 }
 
 /// A JWK set as served at `/v1/keys`.
@@ -90,7 +95,9 @@ pub struct GatewayKey {
 
 impl std::fmt::Debug for GatewayKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayKey").field("kid", &self.jwk.kid).finish()
+        f.debug_struct("GatewayKey")
+            .field("kid", &self.jwk.kid)
+            .finish()
     }
 }
 

@@ -30,7 +30,10 @@ impl SubjectKey {
             let text = pemfile::read_to_string(path)?;
             let bytes = hex::decode(text.trim()).map_err(|e| Error::bad_file(path, e))?;
             if bytes.len() < 32 {
-                return Err(Error::bad_file(path, "subject key must be at least 32 bytes"));
+                return Err(Error::bad_file(
+                    path,
+                    "subject key must be at least 32 bytes",
+                ));
             }
             return Ok(Self::from_bytes(&bytes));
         }

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 
@@ -74,7 +74,8 @@ pub struct ReloadableClientVerifier {
 fn crl_serials(path: &Path) -> Result<HashSet<String>> {
     let mut out = HashSet::new();
     for der in load_crls(path)? {
-        let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| Error::bad_file(path, e))?;
+        let (_, crl) =
+            x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| Error::bad_file(path, e))?;
         for r in crl.iter_revoked_certificates() {
             out.insert(hex::encode(r.raw_serial()));
         }

@@ -31,7 +31,8 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
     }
     let subject_key = SubjectKey::load_or_generate(&cfg.path(&cfg.keys.subject_hmac))?;
     let catalog_path = cfg.path(&cfg.catalog);
-    let text = std::fs::read_to_string(&catalog_path).map_err(|e| Error::io(catalog_path.display(), e))?;
+    let text =
+        std::fs::read_to_string(&catalog_path).map_err(|e| Error::io(catalog_path.display(), e))?;
     let catalog = Catalog::parse(&catalog_path.display().to_string(), &text)?;
     let limits = SourceLimits {
         statement_timeout: Duration::from_millis(cfg.limits.statement_timeout_ms),
@@ -40,7 +41,9 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
     let mut sources: HashMap<String, Arc<dyn DataSource>> = HashMap::new();
     for (name, sc) in &cfg.sources {
         let src: Arc<dyn DataSource> = match sc {
-            SourceConfig::Sqlite { path } => Arc::new(SqliteSource::open(name, &cfg.path(path), limits).await?),
+            SourceConfig::Sqlite { path } => {
+                Arc::new(SqliteSource::open(name, &cfg.path(path), limits).await?)
+            }
         };
         sources.insert(name.clone(), src);
     }
@@ -118,8 +121,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), request_timeout))
-        .layer(middleware::from_fn_with_state(state.clone(), audit::audit_and_sign));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::audit_and_sign,
+        ));
     let x_request_id = REQUEST_ID;
     Router::new()
         .merge(routes::health::router())
@@ -141,7 +150,13 @@ pub fn router(state: AppState) -> Router {
 mod tests {
     #[test]
     fn path_redaction() {
-        assert_eq!(super::redact_path("/v1/holders/11010519491231002X/licenses"), "/v1/holders/…/licenses");
-        assert_eq!(super::redact_path("/v1/services/population.person/query"), "/v1/services/population.person/query");
+        assert_eq!(
+            super::redact_path("/v1/holders/11010519491231002X/licenses"),
+            "/v1/holders/…/licenses"
+        );
+        assert_eq!(
+            super::redact_path("/v1/services/population.person/query"),
+            "/v1/services/population.person/query"
+        );
     }
 }

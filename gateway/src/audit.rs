@@ -72,12 +72,17 @@ impl AuditScope {
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AuditScope {
     type Rejection = Error;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Error> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Error> {
         parts
             .extensions
             .get::<AuditScope>()
             .cloned()
-            .ok_or_else(|| Error::Internal("audit scope missing: route outside the audit layer".into()))
+            .ok_or_else(|| {
+                Error::Internal("audit scope missing: route outside the audit layer".into())
+            })
     }
 }
 
@@ -86,13 +91,18 @@ pub struct Identity(pub SystemIdentity);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Identity {
     type Rejection = Error;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Error> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Error> {
         match parts.extensions.get::<Caller>() {
             Some(Caller {
                 identity: Some(id),
                 refusal: None,
             }) => Ok(Identity(id.clone())),
-            _ => Err(Error::Forbidden("client certificate does not name a paotui system".into())),
+            _ => Err(Error::Forbidden(
+                "client certificate does not name a paotui system".into(),
+            )),
         }
     }
 }
@@ -148,15 +158,28 @@ pub async fn audit_and_sign(State(app): State<AppState>, mut req: Request, next:
     );
     let operator = req.headers().get(&OPERATOR).map(parse_operator).transpose();
     let (response, operator) = match (&caller, operator) {
-        _ if refusal.is_some() => (Error::Forbidden(refusal.unwrap_or_default()).into_response(), None),
+        _ if refusal.is_some() => (
+            Error::Forbidden(refusal.unwrap_or_default()).into_response(),
+            None,
+        ),
         (None, _) => (
-            Error::Forbidden("client certificate does not name a paotui system".into()).into_response(),
+            Error::Forbidden("client certificate does not name a paotui system".into())
+                .into_response(),
             None,
         ),
         (_, Err(e)) => (e.into_response(), None),
         (Some(_), Ok(op)) => (next.run(req).await, op),
     };
-    finish(&app, scope.take(), caller, operator, request_id, default_action, response).await
+    finish(
+        &app,
+        scope.take(),
+        caller,
+        operator,
+        request_id,
+        default_action,
+        response,
+    )
+    .await
 }
 
 async fn finish(
@@ -198,7 +221,11 @@ async fn finish(
         status: status.as_u16(),
         reason,
         subject_hmac: ctx.subject_hmac,
-        fields: if outcome == Outcome::Ok { ctx.fields } else { vec![] },
+        fields: if outcome == Outcome::Ok {
+            ctx.fields
+        } else {
+            vec![]
+        },
         body_sha256: Some(body_sha256),
     };
     let index = match app
@@ -214,10 +241,18 @@ async fn finish(
             return Error::AuditUnavailable.into_response();
         }
     };
-    tracing::info!(audit_index = index, status = status.as_u16(), outcome = outcome.as_str(), "audited");
+    tracing::info!(
+        audit_index = index,
+        status = status.as_u16(),
+        outcome = outcome.as_str(),
+        "audited"
+    );
     let headers = &mut parts.headers;
     if !headers.contains_key(header::CONTENT_TYPE) {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
     }
     headers.insert(AUDIT_INDEX, HeaderValue::from(index));
     let digest = httpsig::content_digest(&bytes);
@@ -254,4 +289,3 @@ async fn finish(
     }
     Response::from_parts(parts, Body::from(bytes))
 }
-

@@ -112,9 +112,20 @@ pub enum CatalogCommand {
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo { dir, exit, listen, people } => {
+        Command::Demo {
+            dir,
+            exit,
+            listen,
+            people,
+        } => {
             telemetry::init("warn");
-            demo::run(demo::DemoOptions { dir, exit, listen, people }).await
+            demo::run(demo::DemoOptions {
+                dir,
+                exit,
+                listen,
+                people,
+            })
+            .await
         }
         Command::Serve { config } => {
             telemetry::init("info");
@@ -146,26 +157,58 @@ fn ca(cmd: CaCommand) -> Result<()> {
     match cmd {
         CaCommand::Init { dir, name, days } => {
             let ca = Ca::init(&dir, &name, days)?;
-            println!("created CA {} and CRL {}", ca.cert_path().display(), ca.crl_path().display());
+            println!(
+                "created CA {} and CRL {}",
+                ca.cert_path().display(),
+                ca.crl_path().display()
+            );
         }
-        CaCommand::Issue { dir, dept, system, out, days } => {
+        CaCommand::Issue {
+            dir,
+            dept,
+            system,
+            out,
+            days,
+        } => {
             let ca = Ca::open(&dir)?;
             let dept = DeptCode::parse(&dept)?;
             let system = SystemId::parse(&system)?;
             let issued = ca.issue_client(&dept, &system, days)?;
             let (c, k) = issued.write(&out, &format!("{dept}-{system}"))?;
-            println!("issued {} (key {}) serial {}", c.display(), k.display(), issued.serial);
+            println!(
+                "issued {} (key {}) serial {}",
+                c.display(),
+                k.display(),
+                issued.serial
+            );
         }
-        CaCommand::IssueServer { dir, hosts, out, days } => {
+        CaCommand::IssueServer {
+            dir,
+            hosts,
+            out,
+            days,
+        } => {
             let ca = Ca::open(&dir)?;
             let issued = ca.issue_server(&hosts, days)?;
             let (c, k) = issued.write(&out, "server")?;
-            println!("issued {} (key {}) serial {}", c.display(), k.display(), issued.serial);
+            println!(
+                "issued {} (key {}) serial {}",
+                c.display(),
+                k.display(),
+                issued.serial
+            );
         }
-        CaCommand::Revoke { dir, serial, reason } => {
+        CaCommand::Revoke {
+            dir,
+            serial,
+            reason,
+        } => {
             let ca = Ca::open(&dir)?;
             if ca.revoke(&serial, reason.as_deref())? {
-                println!("revoked {serial}; CRL rewritten at {}", ca.crl_path().display());
+                println!(
+                    "revoked {serial}; CRL rewritten at {}",
+                    ca.crl_path().display()
+                );
             } else {
                 println!("{serial} was already revoked");
             }
@@ -177,13 +220,14 @@ fn ca(cmd: CaCommand) -> Result<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

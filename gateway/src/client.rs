@@ -64,7 +64,12 @@ impl Reply {
 
 impl MtlsClient {
     /// `identity`: (certificate, key) PEM files of a system; `None` connects without one.
-    pub fn new(ca: &Path, identity: Option<(&Path, &Path)>, addr: SocketAddr, host: &str) -> Result<Self> {
+    pub fn new(
+        ca: &Path,
+        identity: Option<(&Path, &Path)>,
+        addr: SocketAddr,
+        host: &str,
+    ) -> Result<Self> {
         let cfg = tls::client_config(ca, identity)?;
         Ok(MtlsClient {
             connector: TlsConnector::from(cfg),
@@ -83,7 +88,9 @@ impl MtlsClient {
             .connect(self.server_name.clone(), tcp)
             .await
             .map_err(client_err)?;
-        let (sender, conn) = http1::handshake(TokioIo::new(tls)).await.map_err(client_err)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(client_err)?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -94,8 +101,17 @@ impl MtlsClient {
     }
 
     /// One request on a fresh connection.
-    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Reply> {
-        self.connect().await?.send(method, path, headers, body).await
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply> {
+        self.connect()
+            .await?
+            .send(method, path, headers, body)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply> {
@@ -104,7 +120,13 @@ impl MtlsClient {
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply> {
         let bytes = serde_json::to_vec(body).map_err(client_err)?;
-        self.send(Method::POST, path, &[("content-type", "application/json")], bytes).await
+        self.send(
+            Method::POST,
+            path,
+            &[("content-type", "application/json")],
+            bytes,
+        )
+        .await
     }
 
     /// Fetches `/v1/keys` (and checks that answer's own signature with the keys it holds).
@@ -125,7 +147,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub async fn send(&mut self, method: Method, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Reply> {
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply> {
         let mut req = http::Request::builder()
             .method(method)
             .uri(path)
@@ -150,4 +178,3 @@ impl Conn {
 pub fn json_headers() -> [(&'static str, &'static str); 1] {
     [("content-type", "application/json")]
 }
-

@@ -129,7 +129,10 @@ impl Config {
                 .map(|s| {
                     let before = &text[..s.start.min(text.len())];
                     let line = before.matches('\n').count() + 1;
-                    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+                    let col = before
+                        .rfind('\n')
+                        .map_or(before.len(), |i| before.len() - i - 1)
+                        + 1;
                     (line, col)
                 })
                 .unwrap_or((1, 1));
@@ -148,10 +151,10 @@ impl Config {
 
     /// The store URL in force (environment, file, or the default SQLite file).
     pub fn database_url(&self) -> String {
-        if let Ok(url) = std::env::var("PAOTUI_DATABASE") {
-            if !url.is_empty() {
-                return url;
-            }
+        if let Ok(url) = std::env::var("PAOTUI_DATABASE")
+            && !url.is_empty()
+        {
+            return url;
         }
         self.database
             .clone()
@@ -168,7 +171,9 @@ mod tests {
         let text = "listen = \"127.0.0.1:8443\"\ncatalog = \"c.toml\"\n[tls]\nca = 3\n";
         let e = Config::parse("paotui.toml", text).unwrap_err().to_string();
         assert!(e.starts_with("paotui.toml:4:"), "{e}");
-        let e = Config::parse("paotui.toml", "listen = \"nope\"\n").unwrap_err().to_string();
+        let e = Config::parse("paotui.toml", "listen = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("paotui.toml:1:"), "{e}");
     }
 }

@@ -21,129 +21,37 @@ use crate::{Error, Result, server};
 
 pub const SERVICE: &str = "population.person";
 
-/// The demo catalog: four departments, one population service.
-pub const CATALOG: &str = r#"# paotui demo catalog: departments and the data services they share.
-# Checked at start-up (and by `paotui catalog check catalog.toml`); errors name the line.
+/// The demo catalog: four departments, one population service. It is also the example
+/// catalog users copy (`examples/catalog.toml`), so the two never drift apart.
+pub const CATALOG: &str = include_str!("../../examples/catalog.toml");
 
-[[departments]]
-code = "GA"
-name = "公安局"          # owns the population register (人口库)
-
-[[departments]]
-code = "RS"
-name = "人力资源和社会保障局"
-
-[[departments]]
-code = "MZ"
-name = "民政局"
-
-[[departments]]
-code = "SC"
-name = "市场监督管理局"
-
-[[services]]
-id = "population.person"
-owner = "GA"
-name = "人口基本信息查询"
-description = "Basic facts of one resident from the population register, by ID number."
-source = "population"
-subject = "id_number"
-query = """
-SELECT id_number, name, gender, birth_date, ethnicity, household_type, address, phone, marital_status
-FROM person
-WHERE id_number = :subject
-"""
-# Interim allow list (Cedar policies replace it): who may query, who sees personal fields.
-consumers = ["RS", "MZ"]
-personal_grants = ["MZ"]
-default_fields = ["name", "gender", "birth_date", "household_type"]
-
-[[services.fields]]
-name = "id_number"
-description = "公民身份号码"
-sensitivity = "personal"
-mask = "id_number"
-
-[[services.fields]]
-name = "name"
-description = "姓名"
-sensitivity = "personal"
-mask = "name"
-
-[[services.fields]]
-name = "gender"
-description = "性别"
-sensitivity = "internal"
-
-[[services.fields]]
-name = "birth_date"
-description = "出生日期"
-sensitivity = "personal"
-mask = "date"
-
-[[services.fields]]
-name = "ethnicity"
-description = "民族"
-sensitivity = "internal"
-
-[[services.fields]]
-name = "household_type"
-description = "户口性质 (城镇/农村)"
-sensitivity = "internal"
-
-[[services.fields]]
-name = "address"
-description = "户籍地址"
-sensitivity = "personal"
-mask = "address"
-
-[[services.fields]]
-name = "phone"
-description = "联系电话"
-sensitivity = "secret"
-
-[[services.fields]]
-name = "marital_status"
-description = "婚姻状况"
-sensitivity = "personal"
-mask = "full"
-"#;
+/// The example config (`examples/paotui.toml`), listening where the demo is told to.
+const CONFIG: &str = include_str!("../../examples/paotui.toml");
 
 fn config_text(listen: SocketAddr) -> String {
-    format!(
-        r#"# paotui demo gateway. Relative paths are resolved against this file's directory.
-listen = "{listen}"
-# database = "postgres://postgres@127.0.0.1/paotui"   # default: sqlite file paotui.db here
-catalog = "catalog.toml"
-
-[tls]
-ca = "ca/ca.pem"
-crl = "ca/crl.pem"
-cert = "certs/server.pem"
-key = "certs/server-key.pem"
-
-[keys]
-signing = "keys/gateway-ed25519.pem"
-subject_hmac = "keys/subject-hmac.key"
-
-[limits]
-body_bytes = 65536
-request_timeout_ms = 15000
-statement_timeout_ms = 5000
-max_rows = 1000
-
-[sources.population]
-kind = "sqlite"
-path = "data/population.db"
-"#
+    CONFIG.replace(
+        "listen = \"127.0.0.1:8443\"",
+        &format!("listen = \"{listen}\""),
     )
 }
 
 /// The systems the demo issues certificates for: (dept, system, role).
 pub const SYSTEMS: [(&str, &str, &str); 3] = [
-    ("RS", "shebao", "social insurance system: a consumer, personal fields masked"),
-    ("MZ", "dibao", "minimum-living-allowance system: a consumer granted personal fields"),
-    ("SC", "dengji", "business registration system: not a consumer of population data"),
+    (
+        "RS",
+        "shebao",
+        "social insurance system: a consumer, personal fields masked",
+    ),
+    (
+        "MZ",
+        "dibao",
+        "minimum-living-allowance system: a consumer granted personal fields",
+    ),
+    (
+        "SC",
+        "dengji",
+        "business registration system: not a consumer of population data",
+    ),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,7 +80,10 @@ impl World {
     /// (certificate, key) of a demo system, e.g. `("RS", "shebao")`.
     pub fn system(&self, dept: &str, system: &str) -> (PathBuf, PathBuf) {
         let certs = self.dir.join("certs");
-        (certs.join(format!("{dept}-{system}.pem")), certs.join(format!("{dept}-{system}-key.pem")))
+        (
+            certs.join(format!("{dept}-{system}.pem")),
+            certs.join(format!("{dept}-{system}-key.pem")),
+        )
     }
     pub fn client(&self, dept: &str, system: &str, addr: SocketAddr) -> Result<MtlsClient> {
         let (c, k) = self.system(dept, system);
@@ -184,7 +95,11 @@ impl World {
         if dir.join("paotui.toml").exists() {
             return Self::open(dir);
         }
-        if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        if dir.exists()
+            && std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
             return Err(Error::Config(format!(
                 "{} exists but holds no paotui.toml; choose another --dir or remove it",
                 dir.display()
@@ -196,7 +111,8 @@ impl World {
     pub fn open(dir: &Path) -> Result<World> {
         let path = dir.join("samples.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
-        let s: Samples = serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let s: Samples = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(World {
             dir: dir.to_owned(),
             subjects: s.subjects,
@@ -212,7 +128,8 @@ impl World {
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(|e| Error::io(staging.display(), e))?;
         }
-        std::fs::create_dir_all(staging.join("data")).map_err(|e| Error::io(staging.display(), e))?;
+        std::fs::create_dir_all(staging.join("data"))
+            .map_err(|e| Error::io(staging.display(), e))?;
 
         let ca = Ca::init(&staging.join("ca"), "paotui demo CA", 3650)?;
         let certs = staging.join("certs");
@@ -222,17 +139,31 @@ impl World {
             ca.issue_client(&DeptCode::parse(dept)?, &SystemId::parse(system)?, 365)?
                 .write(&certs, &format!("{dept}-{system}"))?;
         }
-        let samples = paotui_adapters::demo::write_population(&staging.join("data/population.db"), people, 20151026, true).await?;
-        let subjects: Vec<String> = samples.iter().map(|p| p.id_number.as_str().to_owned()).collect();
+        let samples = paotui_adapters::demo::write_population(
+            &staging.join("data/population.db"),
+            people,
+            20151026,
+            true,
+        )
+        .await?;
+        let subjects: Vec<String> = samples
+            .iter()
+            .map(|p| p.id_number.as_str().to_owned())
+            .collect();
         let write = |name: &str, text: &str| -> Result<()> {
             let p = staging.join(name);
             std::fs::write(&p, text).map_err(|e| Error::io(p.display(), e))
         };
         write("catalog.toml", CATALOG)?;
-        let samples_json = serde_json::to_string_pretty(&Samples { subjects: subjects.clone() })
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let samples_json = serde_json::to_string_pretty(&Samples {
+            subjects: subjects.clone(),
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
         write("samples.json", &samples_json)?;
-        write("paotui.toml", &config_text(SocketAddr::from(([127, 0, 0, 1], 8443))))?;
+        write(
+            "paotui.toml",
+            &config_text(SocketAddr::from(([127, 0, 0, 1], 8443))),
+        )?;
         if dir.exists() {
             std::fs::remove_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
         }
@@ -275,7 +206,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     };
     let server = server::spawn(&cfg).await?;
     let addr = server.addr;
-    say(format!("Gateway listening on https://localhost:{} (mTLS required)\n", addr.port()));
+    say(format!(
+        "Gateway listening on https://localhost:{} (mTLS required)\n",
+        addr.port()
+    ));
     if let Err(e) = walkthrough(&world, addr).await {
         server.shutdown().await;
         return Err(e);
@@ -304,7 +238,9 @@ fn check(step: &str, got: StatusCode, want: StatusCode) -> Result<()> {
     if got == want {
         Ok(())
     } else {
-        Err(Error::Client(format!("demo step {step:?}: expected {want}, got {got}")))
+        Err(Error::Client(format!(
+            "demo step {step:?}: expected {want}, got {got}"
+        )))
     }
 }
 

@@ -73,7 +73,9 @@ impl Error {
         match self {
             BadRequest(_) | Policy(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
-            UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+            UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+            }
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -85,7 +87,9 @@ impl Error {
             Source(paotui_adapters::Error::Unavailable { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "source-unavailable")
             }
-            Source(paotui_adapters::Error::Timeout { .. }) => (StatusCode::GATEWAY_TIMEOUT, "source-timeout"),
+            Source(paotui_adapters::Error::Timeout { .. }) => {
+                (StatusCode::GATEWAY_TIMEOUT, "source-timeout")
+            }
             Source(_) => (StatusCode::BAD_GATEWAY, "source-failed"),
             Config(_) | Certs(_) | Store(_) | Io { .. } | Client(_) | Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -192,7 +196,9 @@ mod tests {
     #[test]
     fn redacts_values_but_keeps_structure() {
         assert_eq!(
-            redact(r#"invalid type: string "11010519491231002X", expected u64 at line 1 column 30"#),
+            redact(
+                r#"invalid type: string "11010519491231002X", expected u64 at line 1 column 30"#
+            ),
             r#"invalid type: string "…", expected u64 at line 1 column 30"#
         );
         assert_eq!(

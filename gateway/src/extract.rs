@@ -34,8 +34,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 Error::BadRequest("request body could not be read".into())
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| Error::BadRequest(format!("invalid JSON body: {}", redact(&e.to_string()))))
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            Error::BadRequest(format!("invalid JSON body: {}", redact(&e.to_string())))
+        })
     }
 }

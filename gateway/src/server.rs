@@ -81,7 +81,13 @@ pub async fn spawn(cfg: &Config) -> Result<Server> {
     });
 
     let acceptor = TlsAcceptor::from(tls);
-    let task = tokio::spawn(accept_loop(listener, acceptor, router, verifier_for_requests, rx));
+    let task = tokio::spawn(accept_loop(
+        listener,
+        acceptor,
+        router,
+        verifier_for_requests,
+        rx,
+    ));
     tracing::info!(%addr, store = state.store.backend_name(), "paotui listening (mTLS)");
     Ok(Server {
         addr,
@@ -119,17 +125,18 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let verifier = verifier.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let identity = tls
                 .get_ref()
                 .1
@@ -144,18 +151,20 @@ async fn accept_loop(
                 }
                 None => None,
             };
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                // A kept-alive connection outlives a revocation; check on every request.
-                let refusal = identity
-                    .as_ref()
-                    .filter(|id| verifier.is_revoked(&id.serial))
-                    .map(|_| "client certificate has been revoked".to_owned());
-                req.extensions_mut().insert(Caller {
-                    identity: identity.clone(),
-                    refusal,
-                });
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    // A kept-alive connection outlives a revocation; check on every request.
+                    let refusal = identity
+                        .as_ref()
+                        .filter(|id| verifier.is_revoked(&id.serial))
+                        .map(|_| "client certificate has been revoked".to_owned());
+                    req.extensions_mut().insert(Caller {
+                        identity: identity.clone(),
+                        refusal,
+                    });
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
             let conn = builder.serve_connection(TokioIo::new(tls), svc);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -163,7 +172,10 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after 10 s; closing");
     }
 }

@@ -1,3 +1,4 @@
 //! Tests of the `paotui` binary itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;

@@ -38,7 +38,9 @@ pub fn requested_fields(service: &Service, requested: Option<&[String]>) -> Resu
         return Ok(service.default_fields.clone());
     };
     if req.is_empty() {
-        return Err(Error::InvalidParam("fields must not be empty (omit it for the default set)".into()));
+        return Err(Error::InvalidParam(
+            "fields must not be empty (omit it for the default set)".into(),
+        ));
     }
     let mut out: Vec<String> = Vec::with_capacity(req.len());
     for f in req {
@@ -57,7 +59,12 @@ pub fn requested_fields(service: &Service, requested: Option<&[String]>) -> Resu
 
 pub trait AccessPolicy: Send + Sync {
     /// Decides whether `caller` may query `service` for `fields` (already resolved).
-    fn decide_query(&self, caller: &SystemIdentity, service: &Service, fields: &[String]) -> Decision;
+    fn decide_query(
+        &self,
+        caller: &SystemIdentity,
+        service: &Service,
+        fields: &[String],
+    ) -> Decision;
 }
 
 /// The interim policy: the catalog's allow lists.
@@ -65,7 +72,12 @@ pub trait AccessPolicy: Send + Sync {
 pub struct CatalogAllowList;
 
 impl AccessPolicy for CatalogAllowList {
-    fn decide_query(&self, caller: &SystemIdentity, service: &Service, fields: &[String]) -> Decision {
+    fn decide_query(
+        &self,
+        caller: &SystemIdentity,
+        service: &Service,
+        fields: &[String],
+    ) -> Decision {
         let owner = caller.dept == service.owner;
         if !owner && !service.consumers.contains(&caller.dept) {
             return Decision::Deny(format!(
@@ -87,7 +99,11 @@ impl AccessPolicy for CatalogAllowList {
                 }),
                 Sensitivity::Personal => plan.fields.push(PlannedField {
                     name: name.clone(),
-                    mask: if clear_personal { None } else { spec.mask.or(Some(Mask::Full)) },
+                    mask: if clear_personal {
+                        None
+                    } else {
+                        spec.mask.or(Some(Mask::Full))
+                    },
                 }),
                 // Secret fields need an explicit policy grant, which the allow list cannot give.
                 Sensitivity::Secret if owner => plan.fields.push(PlannedField {
@@ -161,10 +177,20 @@ sensitivity = "secret"
     fn allow_list_masks_and_withholds() {
         let cat = Catalog::parse("c", CAT).unwrap();
         let s = &cat.services[&ServiceId::parse("p").unwrap()];
-        let all = vec!["name".to_string(), "gender".into(), "criminal_record".into()];
+        let all = vec![
+            "name".to_string(),
+            "gender".into(),
+            "criminal_record".into(),
+        ];
         match CatalogAllowList.decide_query(&caller("RS"), s, &all) {
             Decision::Permit(p) => {
-                assert_eq!(p.fields[0], PlannedField { name: "name".into(), mask: Some(Mask::Name) });
+                assert_eq!(
+                    p.fields[0],
+                    PlannedField {
+                        name: "name".into(),
+                        mask: Some(Mask::Name)
+                    }
+                );
                 assert_eq!(p.fields[1].mask, None);
                 assert_eq!(p.withheld, vec!["criminal_record"]);
             }

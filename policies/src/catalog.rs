@@ -102,16 +102,18 @@ fn yes() -> bool {
 impl ParamSpec {
     /// Parses one JSON value for this parameter.
     pub fn value(&self, v: &serde_json::Value) -> Result<ParamValue> {
-        let bad = |want: &str| {
-            Error::InvalidParam(format!("parameter {:?} must be {want}", self.name))
-        };
+        let bad =
+            |want: &str| Error::InvalidParam(format!("parameter {:?} must be {want}", self.name));
         match self.ty {
             ParamType::String => v
                 .as_str()
                 .filter(|s| s.len() <= 256)
                 .map(|s| ParamValue::Text(s.to_owned()))
                 .ok_or_else(|| bad("a string of at most 256 bytes")),
-            ParamType::Integer => v.as_i64().map(ParamValue::Integer).ok_or_else(|| bad("an integer")),
+            ParamType::Integer => v
+                .as_i64()
+                .map(ParamValue::Integer)
+                .ok_or_else(|| bad("an integer")),
             ParamType::Date => v
                 .as_str()
                 .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
@@ -216,7 +218,10 @@ pub struct Catalog {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+        + 1;
     (line, col)
 }
 
@@ -258,7 +263,10 @@ pub fn placeholders(sql: &str) -> Vec<String> {
             }
             // `::` is a PostgreSQL cast, not a placeholder.
             b':' if b.get(i + 1) == Some(&b':') => i += 2,
-            b':' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
+            b':' if b
+                .get(i + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
                 let start = i + 1;
                 i += 1;
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
@@ -295,7 +303,10 @@ pub fn positional(sql: &str, pos: impl Fn(usize) -> String) -> String {
                 }
             }
             b':' if b.get(i + 1) == Some(&b':') => i += 2,
-            b':' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
+            b':' if b
+                .get(i + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
                 out.push_str(&sql[last..i]);
                 i += 1;
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
@@ -335,31 +346,46 @@ impl Catalog {
             if cat.departments.contains_key(&code) {
                 return Err(ctx.err(d.code.span(), format!("department {code} defined twice")));
             }
-            cat.departments.insert(code.clone(), Department { code, name: d.name });
+            cat.departments
+                .insert(code.clone(), Department { code, name: d.name });
         }
         let dept = |s: &Spanned<String>, what: &str| -> Result<DeptCode> {
-            let code = DeptCode::parse(s.get_ref()).map_err(|e| ctx.err(s.span(), e.to_string()))?;
+            let code =
+                DeptCode::parse(s.get_ref()).map_err(|e| ctx.err(s.span(), e.to_string()))?;
             if !cat.departments.contains_key(&code) {
-                return Err(ctx.err(s.span(), format!("{what} {code} is not a department in this catalog")));
+                return Err(ctx.err(
+                    s.span(),
+                    format!("{what} {code} is not a department in this catalog"),
+                ));
             }
             Ok(code)
         };
         let mut services = BTreeMap::new();
         for s in raw.services {
-            let id = ServiceId::parse(s.id.get_ref()).map_err(|e| ctx.err(s.id.span(), e.to_string()))?;
+            let id = ServiceId::parse(s.id.get_ref())
+                .map_err(|e| ctx.err(s.id.span(), e.to_string()))?;
             if services.contains_key(&id) {
                 return Err(ctx.err(s.id.span(), format!("service {id} defined twice")));
             }
             let owner = dept(&s.owner, "owner")?;
             let mut consumers = BTreeSet::new();
             for c in s.consumers.get_ref() {
-                consumers.insert(dept(&Spanned::new(s.consumers.span(), c.clone()), "consumer")?);
+                consumers.insert(dept(
+                    &Spanned::new(s.consumers.span(), c.clone()),
+                    "consumer",
+                )?);
             }
             let mut personal_grants = BTreeSet::new();
             for c in s.personal_grants.get_ref() {
-                let code = dept(&Spanned::new(s.personal_grants.span(), c.clone()), "granted department")?;
+                let code = dept(
+                    &Spanned::new(s.personal_grants.span(), c.clone()),
+                    "granted department",
+                )?;
                 if !consumers.contains(&code) {
-                    return Err(ctx.err(s.personal_grants.span(), format!("{code} is granted personal fields but is not a consumer")));
+                    return Err(ctx.err(
+                        s.personal_grants.span(),
+                        format!("{code} is granted personal fields but is not a consumer"),
+                    ));
                 }
                 personal_grants.insert(code);
             }
@@ -368,9 +394,16 @@ impl Catalog {
             // at least be one SELECT (or WITH … SELECT) with no statement separator.
             let kw = first_keyword(&query);
             if kw != "SELECT" && kw != "WITH" {
-                return Err(ctx.err(s.query.span(), format!("query must be a single SELECT, found {kw}")));
+                return Err(ctx.err(
+                    s.query.span(),
+                    format!("query must be a single SELECT, found {kw}"),
+                ));
             }
-            if positional(&query, |_| String::new()).trim_end().trim_end_matches(';').contains(';') {
+            if positional(&query, |_| String::new())
+                .trim_end()
+                .trim_end_matches(';')
+                .contains(';')
+            {
                 return Err(ctx.err(s.query.span(), "query must be a single statement"));
             }
             let ph = placeholders(&query);
@@ -380,17 +413,30 @@ impl Catalog {
             let mut params = Vec::new();
             for p in &s.params {
                 let spec = p.get_ref().clone();
-                if spec.name == "subject" || params.iter().any(|q: &ParamSpec| q.name == spec.name) {
-                    return Err(ctx.err(p.span(), format!("parameter {:?} defined twice (or shadows :subject)", spec.name)));
+                if spec.name == "subject" || params.iter().any(|q: &ParamSpec| q.name == spec.name)
+                {
+                    return Err(ctx.err(
+                        p.span(),
+                        format!(
+                            "parameter {:?} defined twice (or shadows :subject)",
+                            spec.name
+                        ),
+                    ));
                 }
                 if !ph.contains(&spec.name) {
-                    return Err(ctx.err(p.span(), format!("parameter {:?} is not used in the query", spec.name)));
+                    return Err(ctx.err(
+                        p.span(),
+                        format!("parameter {:?} is not used in the query", spec.name),
+                    ));
                 }
                 params.push(spec);
             }
             for name in &ph {
                 if name != "subject" && !params.iter().any(|p| &p.name == name) {
-                    return Err(ctx.err(s.query.span(), format!("placeholder :{name} has no [[services.params]] entry")));
+                    return Err(ctx.err(
+                        s.query.span(),
+                        format!("placeholder :{name} has no [[services.params]] entry"),
+                    ));
                 }
             }
             let mut fields: Vec<FieldSpec> = Vec::new();
@@ -400,7 +446,10 @@ impl Catalog {
                     return Err(ctx.err(f.span(), format!("field {:?} defined twice", spec.name)));
                 }
                 if spec.sensitivity == Sensitivity::Personal && spec.mask.is_none() {
-                    return Err(ctx.err(f.span(), format!("personal field {:?} needs a mask", spec.name)));
+                    return Err(ctx.err(
+                        f.span(),
+                        format!("personal field {:?} needs a mask", spec.name),
+                    ));
                 }
                 fields.push(spec);
             }
@@ -409,7 +458,10 @@ impl Catalog {
             }
             for f in s.default_fields.get_ref() {
                 if !fields.iter().any(|g| &g.name == f) {
-                    return Err(ctx.err(s.default_fields.span(), format!("default field {f:?} is not a field of this service")));
+                    return Err(ctx.err(
+                        s.default_fields.span(),
+                        format!("default field {f:?} is not a field of this service"),
+                    ));
                 }
             }
             let default_fields = if s.default_fields.get_ref().is_empty() {
@@ -503,7 +555,10 @@ mask = "id_number"
 
         let bad = GOOD.replace("SELECT name", "DELETE name");
         let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();
-        assert!(e.starts_with("cat.toml:16:") && e.contains("single SELECT"), "{e}");
+        assert!(
+            e.starts_with("cat.toml:16:") && e.contains("single SELECT"),
+            "{e}"
+        );
 
         let bad = GOOD.replace("mask = \"name\"", "");
         let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();

@@ -50,14 +50,20 @@ impl IdNumber {
         let check = id_check_char(&first)
             .ok_or_else(|| Error::InvalidId("ID number must start with 17 digits".into()))?;
         if char::from(b[17]).to_ascii_uppercase() != check {
-            return Err(Error::InvalidId("ID number check digit does not match".into()));
+            return Err(Error::InvalidId(
+                "ID number check digit does not match".into(),
+            ));
         }
         let birth = std::str::from_utf8(&b[6..14]).unwrap_or("");
         if NaiveDate::parse_from_str(birth, "%Y%m%d").is_err() {
-            return Err(Error::InvalidId("ID number does not contain a valid birth date".into()));
+            return Err(Error::InvalidId(
+                "ID number does not contain a valid birth date".into(),
+            ));
         }
         if &b[..2] == b"00" {
-            return Err(Error::InvalidId("ID number has no valid region code".into()));
+            return Err(Error::InvalidId(
+                "ID number has no valid region code".into(),
+            ));
         }
         Ok(IdNumber(s.to_ascii_uppercase()))
     }
@@ -102,7 +108,9 @@ impl<'de> Deserialize<'de> for IdNumber {
 }
 
 const USCC_CHARS: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const USCC_WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 
 /// GB 32100 check character for the first 17 characters.
 pub fn uscc_check_char(first17: &[u8]) -> Option<char> {
@@ -128,13 +136,17 @@ impl Uscc {
         let s = s.trim().to_ascii_uppercase();
         let b = s.as_bytes();
         if b.len() != 18 {
-            return Err(Error::InvalidId("credit code must have 18 characters".into()));
+            return Err(Error::InvalidId(
+                "credit code must have 18 characters".into(),
+            ));
         }
         let check = uscc_check_char(&b[..17]).ok_or_else(|| {
             Error::InvalidId("credit code contains a character outside GB 32100's set".into())
         })?;
         if char::from(b[17]) != check {
-            return Err(Error::InvalidId("credit code check character does not match".into()));
+            return Err(Error::InvalidId(
+                "credit code check character does not match".into(),
+            ));
         }
         Ok(Uscc(s))
     }
@@ -221,7 +233,9 @@ mod tests {
 
     #[test]
     fn gb11643_error_does_not_echo_value() {
-        let e = IdNumber::parse("110105194912310021").unwrap_err().to_string();
+        let e = IdNumber::parse("110105194912310021")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("1101051949"), "{e}");
         let d = format!("{:?}", IdNumber::parse("11010519491231002X").unwrap());
         assert!(!d.contains("11010519491231002X"), "{d}");

@@ -43,16 +43,16 @@ impl Mask {
             Mask::IdNumber => id_number(s),
             Mask::Name => {
                 let n = s.chars().count();
-                if n <= 1 {
-                    "*".into()
-                } else {
-                    keep(s, 1, 0)
-                }
+                if n <= 1 { "*".into() } else { keep(s, 1, 0) }
             }
             Mask::Phone => keep(s, 3, 4),
             Mask::Address => {
                 let n = s.chars().count();
-                if n <= 6 { "*".repeat(n.max(1)) } else { keep(s, 6, 0) }
+                if n <= 6 {
+                    "*".repeat(n.max(1))
+                } else {
+                    keep(s, 6, 0)
+                }
             }
             Mask::Date => match s.split_once('-') {
                 Some((year, _)) if year.len() == 4 => format!("{year}-**-**"),
@@ -69,11 +69,17 @@ mod tests {
 
     #[test]
     fn masks() {
-        assert_eq!(Mask::IdNumber.apply("11010519491231002X"), "110105********002X");
+        assert_eq!(
+            Mask::IdNumber.apply("11010519491231002X"),
+            "110105********002X"
+        );
         assert_eq!(Mask::Name.apply("张三丰"), "张**");
         assert_eq!(Mask::Name.apply("李"), "*");
         assert_eq!(Mask::Phone.apply("13812345678"), "138****5678");
-        assert_eq!(Mask::Address.apply("广东省佛山市三水区西南街道"), "广东省佛山市*******");
+        assert_eq!(
+            Mask::Address.apply("广东省佛山市三水区西南街道"),
+            "广东省佛山市*******"
+        );
         assert_eq!(Mask::Date.apply("1949-12-31"), "1949-**-**");
         assert_eq!(Mask::Full.apply("abc"), "***");
         assert_eq!(Mask::IdNumber.apply("short"), "*****");

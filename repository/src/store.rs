@@ -147,8 +147,16 @@ impl Store {
     /// Number of entries in the log.
     pub async fn audit_len(&self) -> Result<u64> {
         let n: i64 = match &self.backend {
-            Backend::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries").fetch_one(p).await?,
-            Backend::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries").fetch_one(p).await?,
+            Backend::Sqlite(p) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries")
+                    .fetch_one(p)
+                    .await?
+            }
+            Backend::Postgres(p) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries")
+                    .fetch_one(p)
+                    .await?
+            }
         };
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -161,17 +169,34 @@ impl Store {
 
     /// Entries with `from <= idx < to`, in index order.
     pub async fn audit_range(&self, from: i64, to: i64) -> Result<Vec<AuditEntry>> {
-        let rows = match &self.backend {
+        match &self.backend {
             Backend::Sqlite(p) => {
-                let sql = format!("SELECT {COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx");
-                sqlx::query(&sql).bind(from).bind(to).fetch_all(p).await?.into_iter().map(|r| decode(&r)).collect()
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx"
+                );
+                sqlx::query(&sql)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(p)
+                    .await?
+                    .into_iter()
+                    .map(|r| decode(&r))
+                    .collect()
             }
             Backend::Postgres(p) => {
-                let sql = format!("SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx");
-                sqlx::query(&sql).bind(from).bind(to).fetch_all(p).await?.into_iter().map(|r| decode(&r)).collect()
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
+                );
+                sqlx::query(&sql)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(p)
+                    .await?
+                    .into_iter()
+                    .map(|r| decode(&r))
+                    .collect()
             }
-        };
-        rows
+        }
     }
 }
 
@@ -202,7 +227,8 @@ where
             matter: r.try_get("matter")?,
             outcome: Outcome::parse(&outcome)
                 .ok_or_else(|| Error::Invalid(format!("stored outcome {outcome:?} is unknown")))?,
-            status: u16::try_from(status).map_err(|_| Error::Invalid("stored status out of range".into()))?,
+            status: u16::try_from(status)
+                .map_err(|_| Error::Invalid("stored status out of range".into()))?,
             reason: r.try_get("reason")?,
             subject_hmac: r.try_get("subject_hmac")?,
             fields: match fields {

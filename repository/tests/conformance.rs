@@ -31,10 +31,13 @@ impl PgDb {
     async fn drop_db(self, store: Store) {
         store.close().await;
         let mut admin = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     }
 }
 
@@ -50,9 +53,13 @@ fn entry(i: usize) -> NewAuditEntry {
         service: Some("population.person".into()),
         case_id: None,
         matter: None,
-        outcome: if i % 3 == 0 { Outcome::Denied } else { Outcome::Ok },
-        status: if i % 3 == 0 { 403 } else { 200 },
-        reason: (i % 3 == 0).then(|| "not a consumer".to_string()),
+        outcome: if i.is_multiple_of(3) {
+            Outcome::Denied
+        } else {
+            Outcome::Ok
+        },
+        status: if i.is_multiple_of(3) { 403 } else { 200 },
+        reason: i.is_multiple_of(3).then(|| "not a consumer".to_string()),
         subject_hmac: Some(format!("{i:064x}")),
         fields: vec!["name".into(), "gender".into()],
         body_sha256: Some(format!("{:064x}", i * 7)),
@@ -70,7 +77,10 @@ async fn append_round_trip(store: &Store) {
     assert_eq!(got.entry, entry(3));
     assert!(store.audit_entry(99).await.unwrap().is_none());
     let range = store.audit_range(1, 4).await.unwrap();
-    assert_eq!(range.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        range.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
 }
 
 async fn concurrent_appends_are_dense(store: &Store) {
@@ -78,7 +88,9 @@ async fn concurrent_appends_are_dense(store: &Store) {
     let mut tasks = Vec::new();
     for i in 0..40 {
         let s = store.clone();
-        tasks.push(tokio::spawn(async move { s.append_audit(&entry(100 + i)).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            s.append_audit(&entry(100 + i)).await.unwrap()
+        }));
     }
     let mut got = Vec::new();
     for t in tasks {
@@ -109,7 +121,9 @@ async fn sqlite_conformance() {
 
 #[tokio::test]
 async fn postgres_conformance() {
-    let Some((db, url)) = PgDb::create().await else { return };
+    let Some((db, url)) = PgDb::create().await else {
+        return;
+    };
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.backend_name(), "postgres");
     run_all(&store).await;

@@ -99,7 +99,12 @@ impl TestApp {
     /// A client with an arbitrary (certificate, key) pair, or none.
     pub fn client_with(&self, identity: Option<(PathBuf, PathBuf)>) -> Result<MtlsClient, Error> {
         let id = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-        Ok(MtlsClient::new(&self.world.ca_cert(), id, self.addr, "localhost")?)
+        Ok(MtlsClient::new(
+            &self.world.ca_cert(),
+            id,
+            self.addr,
+            "localhost",
+        )?)
     }
 
     /// A second handle on the gateway's store, for inspecting the audit log.

@@ -18,12 +18,24 @@ fn sha256_hex(b: &[u8]) -> String {
 async fn audited(app: &TestApp, jwks: &Jwks, r: &Reply) -> AuditEntry {
     let (_, index) = r.verify(jwks).expect("response signature verifies");
     let store = app.store().await.unwrap();
-    let entry = store.audit_entry(index).await.unwrap().expect("audit entry exists");
-    assert_eq!(entry.entry.body_sha256.as_deref(), Some(sha256_hex(&r.body).as_str()));
+    let entry = store
+        .audit_entry(index)
+        .await
+        .unwrap()
+        .expect("audit entry exists");
+    assert_eq!(
+        entry.entry.body_sha256.as_deref(),
+        Some(sha256_hex(&r.body).as_str())
+    );
     let request_id = r.header("x-request-id").unwrap();
     assert_eq!(entry.entry.request_id, request_id);
     let all = store.audit_range(0, i64::MAX).await.unwrap();
-    assert_eq!(all.iter().filter(|e| e.entry.request_id == request_id).count(), 1);
+    assert_eq!(
+        all.iter()
+            .filter(|e| e.entry.request_id == request_id)
+            .count(),
+        1
+    );
     entry
 }
 
@@ -52,8 +64,14 @@ async fn valid_query_returns_masked_rows_signed_and_audited_once() {
         .send(
             Method::POST,
             QUERY,
-            &[("content-type", "application/json"), ("paotui-operator", "clerk-007")],
-            serde_json::to_vec(&json!({"subject": subject, "fields": ["id_number", "name", "gender"]})).unwrap(),
+            &[
+                ("content-type", "application/json"),
+                ("paotui-operator", "clerk-007"),
+            ],
+            serde_json::to_vec(
+                &json!({"subject": subject, "fields": ["id_number", "name", "gender"]}),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -69,7 +87,10 @@ async fn valid_query_returns_masked_rows_signed_and_audited_once() {
     assert!(rows[0]["gender"].as_str().is_some());
 
     let e = audited(&app, &jwks, &r).await;
-    assert_eq!(app.store().await.unwrap().audit_len().await.unwrap(), before + 1);
+    assert_eq!(
+        app.store().await.unwrap().audit_len().await.unwrap(),
+        before + 1
+    );
     assert_eq!(e.entry.outcome, Outcome::Ok);
     assert_eq!(e.entry.caller_dept.as_deref(), Some("RS"));
     assert_eq!(e.entry.caller_system.as_deref(), Some("shebao"));
@@ -81,16 +102,27 @@ async fn valid_query_returns_masked_rows_signed_and_audited_once() {
     assert_ne!(hmac, subject);
 
     // The same subject queried again hashes to the same key (who-read-my-data works).
-    let r2 = rs.post_json(QUERY, &json!({"subject": subject})).await.unwrap();
+    let r2 = rs
+        .post_json(QUERY, &json!({"subject": subject}))
+        .await
+        .unwrap();
     let e2 = audited(&app, &jwks, &r2).await;
     assert_eq!(e2.entry.subject_hmac.as_deref(), Some(hmac.as_str()));
 
     // Invariant 6: the identifier is in no log line and not in the gateway's store file.
-    assert!(!logs().contents().contains(&subject), "subject ID found in logs");
+    assert!(
+        !logs().contents().contains(&subject),
+        "subject ID found in logs"
+    );
     let store_bytes = std::fs::read(app.store_file()).unwrap();
     let wal = std::fs::read(app.store_file().with_extension("db-wal")).unwrap_or_default();
     for bytes in [store_bytes, wal] {
-        assert!(!bytes.windows(subject.len()).any(|w| w == subject.as_bytes()), "subject ID stored in clear");
+        assert!(
+            !bytes
+                .windows(subject.len())
+                .any(|w| w == subject.as_bytes()),
+            "subject ID stored in clear"
+        );
     }
     app.stop().await;
 }
@@ -101,7 +133,10 @@ async fn granted_department_sees_personal_fields_and_secret_is_withheld() {
     let mz = app.client("MZ", "dibao").unwrap();
     let subject = app.world.subjects[1].clone();
     let r = mz
-        .post_json(QUERY, &json!({"subject": subject, "fields": ["id_number", "phone"]}))
+        .post_json(
+            QUERY,
+            &json!({"subject": subject, "fields": ["id_number", "phone"]}),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::OK);
@@ -118,7 +153,10 @@ async fn granted_department_sees_personal_fields_and_secret_is_withheld() {
 async fn non_consumer_is_denied_audited_and_gets_no_data() {
     let (app, _, jwks) = setup().await;
     let sc = app.client("SC", "dengji").unwrap();
-    let r = sc.post_json(QUERY, &json!({"subject": app.world.subjects[0]})).await.unwrap();
+    let r = sc
+        .post_json(QUERY, &json!({"subject": app.world.subjects[0]}))
+        .await
+        .unwrap();
     let p = problem(&r, StatusCode::FORBIDDEN);
     assert!(p["detail"].as_str().unwrap().contains("not a consumer"));
     assert!(p.get("rows").is_none());
@@ -133,11 +171,17 @@ async fn non_consumer_is_denied_audited_and_gets_no_data() {
 #[tokio::test]
 async fn unknown_service_is_a_404_problem() {
     let (app, rs, jwks) = setup().await;
-    let r = rs.post_json("/v1/services/no.such/query", &json!({"subject": "x"})).await.unwrap();
+    let r = rs
+        .post_json("/v1/services/no.such/query", &json!({"subject": "x"}))
+        .await
+        .unwrap();
     problem(&r, StatusCode::NOT_FOUND);
     let e = audited(&app, &jwks, &r).await;
     assert_eq!(e.entry.outcome, Outcome::Error);
-    let r = rs.post_json("/v1/services/BAD!ID/query", &json!({})).await.unwrap();
+    let r = rs
+        .post_json("/v1/services/BAD!ID/query", &json!({}))
+        .await
+        .unwrap();
     problem(&r, StatusCode::NOT_FOUND);
     let r = rs.get("/v1/nothing-here").await.unwrap();
     problem(&r, StatusCode::NOT_FOUND);
@@ -153,17 +197,87 @@ async fn bad_input_gets_4xx_problems_and_each_refusal_is_audited() {
     let (app, rs, jwks) = setup().await;
     let subject = app.world.subjects[0].clone();
     let json_ct = [("content-type", "application/json")];
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, StatusCode, &str)> = vec![
-        ("malformed JSON", json_ct.to_vec(), b"{\"subject\": ".to_vec(), StatusCode::BAD_REQUEST, "invalid JSON"),
-        ("wrong type", json_ct.to_vec(), br#"{"subject": 110105194912310020}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid type"),
-        ("unknown member", json_ct.to_vec(), serde_json::to_vec(&json!({"subject": subject, "sql": "x"})).unwrap(), StatusCode::BAD_REQUEST, "unknown field"),
-        ("bad check digit", json_ct.to_vec(), br#"{"subject": "110105194912310021"}"#.to_vec(), StatusCode::BAD_REQUEST, "check digit"),
-        ("unknown field", json_ct.to_vec(), serde_json::to_vec(&json!({"subject": subject, "fields": ["salary"]})).unwrap(), StatusCode::BAD_REQUEST, "unknown field"),
-        ("unknown param", json_ct.to_vec(), serde_json::to_vec(&json!({"subject": subject, "params": {"x": 1}})).unwrap(), StatusCode::BAD_REQUEST, "unknown parameter"),
-        ("bad case id", json_ct.to_vec(), serde_json::to_vec(&json!({"subject": subject, "case_id": "a b"})).unwrap(), StatusCode::BAD_REQUEST, "case_id"),
-        ("not JSON", vec![("content-type", "text/plain")], b"subject".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json"),
-        ("oversize", json_ct.to_vec(), vec![b' '; 200 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "larger"),
-        ("operator is an ID", vec![("content-type", "application/json"), ("paotui-operator", "11010519491231002X")], serde_json::to_vec(&json!({"subject": subject})).unwrap(), StatusCode::BAD_REQUEST, "staff id"),
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            json_ct.to_vec(),
+            b"{\"subject\": ".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid JSON",
+        ),
+        (
+            "wrong type",
+            json_ct.to_vec(),
+            br#"{"subject": 110105194912310020}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid type",
+        ),
+        (
+            "unknown member",
+            json_ct.to_vec(),
+            serde_json::to_vec(&json!({"subject": subject, "sql": "x"})).unwrap(),
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+        (
+            "bad check digit",
+            json_ct.to_vec(),
+            br#"{"subject": "110105194912310021"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "check digit",
+        ),
+        (
+            "unknown field",
+            json_ct.to_vec(),
+            serde_json::to_vec(&json!({"subject": subject, "fields": ["salary"]})).unwrap(),
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+        (
+            "unknown param",
+            json_ct.to_vec(),
+            serde_json::to_vec(&json!({"subject": subject, "params": {"x": 1}})).unwrap(),
+            StatusCode::BAD_REQUEST,
+            "unknown parameter",
+        ),
+        (
+            "bad case id",
+            json_ct.to_vec(),
+            serde_json::to_vec(&json!({"subject": subject, "case_id": "a b"})).unwrap(),
+            StatusCode::BAD_REQUEST,
+            "case_id",
+        ),
+        (
+            "not JSON",
+            vec![("content-type", "text/plain")],
+            b"subject".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            "oversize",
+            json_ct.to_vec(),
+            vec![b' '; 200 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger",
+        ),
+        (
+            "operator is an ID",
+            vec![
+                ("content-type", "application/json"),
+                ("paotui-operator", "11010519491231002X"),
+            ],
+            serde_json::to_vec(&json!({"subject": subject})).unwrap(),
+            StatusCode::BAD_REQUEST,
+            "staff id",
+        ),
     ];
     for (name, headers, body, status, needle) in cases {
         let r = rs.send(Method::POST, QUERY, &headers, body).await.unwrap();
@@ -188,16 +302,28 @@ async fn unwritable_audit_log_means_503_and_no_data() {
     // Break the store behind the gateway's back: the table the log appends to is gone.
     let url = format!("sqlite://{}", app.store_file().display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("ALTER TABLE audit_entries RENAME TO audit_entries_moved").execute(&pool).await.unwrap();
+    sqlx::query("ALTER TABLE audit_entries RENAME TO audit_entries_moved")
+        .execute(&pool)
+        .await
+        .unwrap();
     let subject = app.world.subjects[0].clone();
-    let r = rs.post_json(QUERY, &json!({"subject": subject, "fields": ["gender"]})).await.unwrap();
+    let r = rs
+        .post_json(QUERY, &json!({"subject": subject, "fields": ["gender"]}))
+        .await
+        .unwrap();
     let p = problem(&r, StatusCode::SERVICE_UNAVAILABLE);
     assert!(p["detail"].as_str().unwrap().contains("audit"));
     assert!(r.header("paotui-audit-index").is_none());
     assert!(p.get("rows").is_none());
     // Restored, the gateway carries on by itself.
-    sqlx::query("ALTER TABLE audit_entries_moved RENAME TO audit_entries").execute(&pool).await.unwrap();
-    let r = rs.post_json(QUERY, &json!({"subject": subject, "fields": ["gender"]})).await.unwrap();
+    sqlx::query("ALTER TABLE audit_entries_moved RENAME TO audit_entries")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = rs
+        .post_json(QUERY, &json!({"subject": subject, "fields": ["gender"]}))
+        .await
+        .unwrap();
     assert_eq!(r.status, StatusCode::OK);
     pool.close().await;
     app.stop().await;
@@ -213,7 +339,12 @@ async fn service_list_health_and_readiness() {
     let body = r.json().unwrap();
     let svc = &body["services"][0];
     assert_eq!(svc["id"], json!("population.person"));
-    let name = svc["fields"].as_array().unwrap().iter().find(|f| f["name"] == json!("name")).unwrap();
+    let name = svc["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == json!("name"))
+        .unwrap();
     assert_eq!(name["masked"], json!(true));
     // A department that may not query sees no services.
     let sc = app.client("SC", "dengji").unwrap();
@@ -234,7 +365,15 @@ async fn keep_alive_connection_serves_many_signed_answers() {
     for i in 0..20 {
         let subject = &app.world.subjects[i % app.world.subjects.len()];
         let body = serde_json::to_vec(&json!({"subject": subject, "fields": ["gender"]})).unwrap();
-        let r = conn.send(Method::POST, QUERY, &[("content-type", "application/json")], body).await.unwrap();
+        let r = conn
+            .send(
+                Method::POST,
+                QUERY,
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await
+            .unwrap();
         let (_, idx) = r.verify(&jwks).unwrap();
         if let Some(prev) = last {
             assert!(idx > prev);

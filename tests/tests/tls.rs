@@ -12,9 +12,20 @@ async fn no_client_certificate_is_refused_at_handshake() {
     let app = TestApp::spawn().await.unwrap();
     let anon = app.client_with(None).unwrap();
     let r = anon.get("/healthz").await;
-    assert!(r.is_err(), "a client without a certificate got an answer: {r:?}");
+    assert!(
+        r.is_err(),
+        "a client without a certificate got an answer: {r:?}"
+    );
     // A system with a certificate is served on the same port.
-    assert_eq!(app.client("RS", "shebao").unwrap().get("/healthz").await.unwrap().status, 200);
+    assert_eq!(
+        app.client("RS", "shebao")
+            .unwrap()
+            .get("/healthz")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     app.stop().await;
 }
 
@@ -24,7 +35,11 @@ async fn certificate_from_another_ca_is_refused() {
     let other = tempfile::tempdir().unwrap();
     let ca = Ca::init(&other.path().join("ca"), "rogue CA", 30).unwrap();
     let issued = ca
-        .issue_client(&DeptCode::parse("RS").unwrap(), &SystemId::parse("shebao").unwrap(), 30)
+        .issue_client(
+            &DeptCode::parse("RS").unwrap(),
+            &SystemId::parse("shebao").unwrap(),
+            30,
+        )
         .unwrap();
     let (c, k) = issued.write(other.path(), "rogue").unwrap();
     let rogue = app.client_with(Some((c, k))).unwrap();
@@ -32,7 +47,10 @@ async fn certificate_from_another_ca_is_refused() {
     let before = app.store().await.unwrap().audit_len().await.unwrap();
     assert!(rogue.get("/v1/keys").await.is_err());
     // Refused at the handshake: no handler ran, so nothing was audited.
-    assert_eq!(app.store().await.unwrap().audit_len().await.unwrap(), before);
+    assert_eq!(
+        app.store().await.unwrap().audit_len().await.unwrap(),
+        before
+    );
     app.stop().await;
 }
 
@@ -42,14 +60,25 @@ async fn revoked_certificate_is_refused_without_restart() {
     let ca = Ca::open(&app.world.ca_dir()).unwrap();
     let certs = app.world.dir.join("certs");
     let issued = ca
-        .issue_client(&DeptCode::parse("RS").unwrap(), &SystemId::parse("temp").unwrap(), 30)
+        .issue_client(
+            &DeptCode::parse("RS").unwrap(),
+            &SystemId::parse("temp").unwrap(),
+            30,
+        )
         .unwrap();
     let (c, k) = issued.write(&certs, "RS-temp").unwrap();
     let client = app.client_with(Some((c, k))).unwrap();
     assert_eq!(client.get("/v1/keys").await.unwrap().status, 200);
     // A connection opened before the revocation stays open…
     let mut open_conn = client.connect().await.unwrap();
-    assert_eq!(open_conn.send(http::Method::GET, "/v1/keys", &[], vec![]).await.unwrap().status, 200);
+    assert_eq!(
+        open_conn
+            .send(http::Method::GET, "/v1/keys", &[], vec![])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 
     assert!(ca.revoke(&issued.serial, Some("key lost")).unwrap());
     // The gateway polls the CRL file every 100 ms in tests; allow a generous margin.
@@ -63,13 +92,36 @@ async fn revoked_certificate_is_refused_without_restart() {
     }
     assert!(refused, "revoked certificate still accepted after 5 s");
     // …but is refused from then on, with an audited 403.
-    let r = open_conn.send(http::Method::GET, "/v1/keys", &[], vec![]).await.unwrap();
+    let r = open_conn
+        .send(http::Method::GET, "/v1/keys", &[], vec![])
+        .await
+        .unwrap();
     assert_eq!(r.status, 403);
     assert!(String::from_utf8_lossy(&r.body).contains("revoked"));
-    let (_, idx) = r.verify(&app.client("RS", "shebao").unwrap().keys().await.unwrap()).unwrap();
-    let e = app.store().await.unwrap().audit_entry(idx).await.unwrap().unwrap();
-    assert_eq!(e.entry.caller_serial.as_deref(), Some(issued.serial.as_str()));
+    let (_, idx) = r
+        .verify(&app.client("RS", "shebao").unwrap().keys().await.unwrap())
+        .unwrap();
+    let e = app
+        .store()
+        .await
+        .unwrap()
+        .audit_entry(idx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.entry.caller_serial.as_deref(),
+        Some(issued.serial.as_str())
+    );
     // Other systems are unaffected.
-    assert_eq!(app.client("RS", "shebao").unwrap().get("/v1/keys").await.unwrap().status, 200);
+    assert_eq!(
+        app.client("RS", "shebao")
+            .unwrap()
+            .get("/v1/keys")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     app.stop().await;
 }

@@ -10,14 +10,20 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
 }
 
 /// Ready when the store answers.
 async fn readyz(State(app): State<AppState>) -> (StatusCode, axum::Json<serde_json::Value>) {
     match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ready", "store": app.store.backend_name()}))),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ready", "store": app.store.backend_name()})),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "store not ready");
             (

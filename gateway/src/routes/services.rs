@@ -47,7 +47,11 @@ struct ServiceInfo<'a> {
 }
 
 /// The services this caller may query, with what it would see of each field.
-async fn list(State(app): State<AppState>, Identity(caller): Identity, scope: AuditScope) -> Json<Value> {
+async fn list(
+    State(app): State<AppState>,
+    Identity(caller): Identity,
+    scope: AuditScope,
+) -> Json<Value> {
     scope.update(|c| c.action = Some("service.list".into()));
     let mut out = Vec::new();
     for s in app.catalog.services.values() {
@@ -127,19 +131,29 @@ struct AnswerField {
 fn parse_case_id(s: &str) -> Result<String> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
     if ok {
         Ok(s.to_owned())
     } else {
-        Err(Error::BadRequest("case_id must be 1-64 characters of A-Z a-z 0-9 - _".into()))
+        Err(Error::BadRequest(
+            "case_id must be 1-64 characters of A-Z a-z 0-9 - _".into(),
+        ))
     }
 }
 
 /// Binds the body's params to the service's placeholders, in placeholder order.
-fn bind_params(service: &Service, subject: &str, given: &serde_json::Map<String, Value>) -> Result<Vec<ParamValue>> {
+fn bind_params(
+    service: &Service,
+    subject: &str,
+    given: &serde_json::Map<String, Value>,
+) -> Result<Vec<ParamValue>> {
     for k in given.keys() {
         if !service.params.iter().any(|p| &p.name == k) {
-            return Err(Error::BadRequest(format!("unknown parameter {k:?} for service {}", service.id)));
+            return Err(Error::BadRequest(format!(
+                "unknown parameter {k:?} for service {}",
+                service.id
+            )));
         }
     }
     let mut values = BTreeMap::new();
@@ -149,7 +163,10 @@ fn bind_params(service: &Service, subject: &str, given: &serde_json::Map<String,
                 values.insert(spec.name.as_str(), spec.value(v)?);
             }
             None if spec.required => {
-                return Err(Error::BadRequest(format!("missing required parameter {:?}", spec.name)));
+                return Err(Error::BadRequest(format!(
+                    "missing required parameter {:?}",
+                    spec.name
+                )));
             }
             None => {
                 values.insert(spec.name.as_str(), ParamValue::Text(String::new()));
@@ -173,12 +190,23 @@ fn bind_params(service: &Service, subject: &str, given: &serde_json::Map<String,
 }
 
 /// Keeps only the planned fields and masks the ones the plan says to mask.
-fn minimise(service: &Service, plan: &FieldPlan, rows: paotui_adapters::Rows) -> Result<Vec<serde_json::Map<String, Value>>> {
+fn minimise(
+    service: &Service,
+    plan: &FieldPlan,
+    rows: paotui_adapters::Rows,
+) -> Result<Vec<serde_json::Map<String, Value>>> {
     let mut cols = Vec::with_capacity(plan.fields.len());
     for f in &plan.fields {
-        let i = rows.columns.iter().position(|c| c == &f.name).ok_or_else(|| {
-            Error::SourceFailed(format!("source of {} did not return field {:?}", service.id, f.name))
-        })?;
+        let i = rows
+            .columns
+            .iter()
+            .position(|c| c == &f.name)
+            .ok_or_else(|| {
+                Error::SourceFailed(format!(
+                    "source of {} did not return field {:?}",
+                    service.id, f.name
+                ))
+            })?;
         cols.push((i, f));
     }
     Ok(rows
@@ -235,10 +263,12 @@ async fn query(
             return Err(Error::Forbidden(reason));
         }
     };
-    let source = app
-        .sources
-        .get(&service.source)
-        .ok_or_else(|| Error::Internal(format!("service {} has no source {}", service.id, service.source)))?;
+    let source = app.sources.get(&service.source).ok_or_else(|| {
+        Error::Internal(format!(
+            "service {} has no source {}",
+            service.id, service.source
+        ))
+    })?;
     let rows = source
         .query(&service.query, &params)
         .instrument(tracing::info_span!("source.query", source = %service.source))
