@@ -157,18 +157,15 @@ pub async fn audit_and_sign(State(app): State<AppState>, mut req: Request, next:
             .map_or("(unmatched)", MatchedPath::as_str)
     );
     let operator = req.headers().get(&OPERATOR).map(parse_operator).transpose();
-    let (response, operator) = match (&caller, operator) {
-        _ if refusal.is_some() => (
-            Error::Forbidden(refusal.unwrap_or_default()).into_response(),
-            None,
-        ),
-        (None, _) => (
+    let (response, operator) = match (&caller, refusal, operator) {
+        (_, Some(refusal), _) => (Error::Forbidden(refusal).into_response(), None),
+        (None, None, _) => (
             Error::Forbidden("client certificate does not name a paotui system".into())
                 .into_response(),
             None,
         ),
-        (_, Err(e)) => (e.into_response(), None),
-        (Some(_), Ok(op)) => (next.run(req).await, op),
+        (_, None, Err(e)) => (e.into_response(), None),
+        (Some(_), None, Ok(op)) => (next.run(req).await, op),
     };
     finish(
         &app,

@@ -242,8 +242,9 @@ impl Ctx<'_> {
     }
 }
 
-/// Finds `:name` placeholders outside string literals and comments.
-pub fn placeholders(sql: &str) -> Vec<String> {
+/// Byte ranges of `:name` placeholders (colon included) outside string literals,
+/// quoted identifiers and `--` comments, in order of appearance.
+fn placeholder_spans(sql: &str) -> Vec<Range<usize>> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -267,12 +268,12 @@ pub fn placeholders(sql: &str) -> Vec<String> {
                 .get(i + 1)
                 .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
             {
-                let start = i + 1;
+                let start = i;
                 i += 1;
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                     i += 1;
                 }
-                out.push(sql[start..i].to_owned());
+                out.push(start..i);
             }
             _ => i += 1,
         }
@@ -280,46 +281,25 @@ pub fn placeholders(sql: &str) -> Vec<String> {
     out
 }
 
+/// The `:name` placeholders of a query, in order of appearance (repeats included).
+pub fn placeholders(sql: &str) -> Vec<String> {
+    placeholder_spans(sql)
+        .into_iter()
+        .map(|r| sql[r.start + 1..r.end].to_owned())
+        .collect()
+}
+
 /// Rewrites `:name` placeholders to positional ones produced by `pos(index)` (1-based, in
 /// order of appearance), e.g. `?` for SQLite/MySQL or `$1` for PostgreSQL.
 pub fn positional(sql: &str, pos: impl Fn(usize) -> String) -> String {
-    let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
-    let mut i = 0;
-    let mut n = 0;
     let mut last = 0;
-    while i < b.len() {
-        match b[i] {
-            q @ (b'\'' | b'"') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b':' if b.get(i + 1) == Some(&b':') => i += 2,
-            b':' if b
-                .get(i + 1)
-                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
-            {
-                out.push_str(&sql[last..i]);
-                i += 1;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
-                }
-                n += 1;
-                out.push_str(&pos(n));
-                last = i;
-            }
-            _ => i += 1,
-        }
+    for (n, r) in placeholder_spans(sql).into_iter().enumerate() {
+        out.push_str(&sql[last..r.start]);
+        out.push_str(&pos(n + 1));
+        last = r.end;
     }
-    out.push_str(&sql[last.min(sql.len())..]);
+    out.push_str(&sql[last..]);
     out
 }
 
