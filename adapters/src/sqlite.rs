@@ -1,13 +1,13 @@
 use std::path::Path;
-use std::pin::Pin;
 use std::str::FromStr;
 
-use futures_util::TryStreamExt;
-use paotui_policies::catalog::{ParamValue, positional};
+use paotui_policies::catalog::ParamValue;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::{Column, Row, SqlitePool, TypeInfo, ValueRef};
 
-use crate::source::{DataSource, Rows, SourceLimits};
+use crate::batch::{Cell, ColKind};
+use crate::source::{BoxFuture, DataSource, Rows, SourceLimits, with_timeout};
+use crate::sqldb::{self, Dialect};
 use crate::{Error, Result};
 
 /// A department database in a SQLite file, opened read-only (`SQLITE_OPEN_READONLY` and
@@ -44,76 +44,87 @@ impl SqliteSource {
             limits,
         })
     }
+}
 
-    async fn run(&self, sql: &str, params: &[ParamValue]) -> Result<Rows> {
-        let sql = positional(sql, |_| "?".to_owned());
-        let mut q = sqlx::query(&sql);
-        for p in params {
-            q = match p {
-                ParamValue::Text(s) => q.bind(s.clone()),
-                ParamValue::Integer(i) => q.bind(*i),
-            };
-        }
-        let mut stream = q.fetch(&self.pool);
-        let mut out = Rows {
-            columns: vec![],
-            rows: vec![],
-            truncated: false,
-        };
-        while let Some(row) = stream.try_next().await.map_err(|e| self.classify(e))? {
-            if out.columns.is_empty() {
-                out.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
-            }
-            if out.rows.len() == self.limits.max_rows {
-                out.truncated = true;
-                break;
-            }
-            out.rows
-                .push(decode_row(&row).map_err(|e| self.classify(e))?);
-        }
-        Ok(out)
+impl Dialect for sqlx::Sqlite {
+    fn placeholder(_: usize) -> String {
+        "?".to_owned()
     }
 
-    fn classify(&self, e: sqlx::Error) -> Error {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Error::Unavailable {
-                    source_name: self.name.clone(),
-                    detail: e.to_string(),
-                }
-            }
-            other => Error::Query {
-                source_name: self.name.clone(),
-                detail: other.to_string(),
-            },
-        }
+    fn kind_of(ty: &str) -> ColKind {
+        kind_of(ty)
+    }
+
+    fn decode(row: &SqliteRow, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
+        decode(row, kinds)
     }
 }
 
-fn decode_row(row: &SqliteRow) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+/// Declared column type → Arrow kind (SQLite's type affinity rules, plus dates).
+fn kind_of(declared: &str) -> ColKind {
+    let t = declared.to_ascii_uppercase();
+    if t.contains("BOOL") {
+        ColKind::Bool
+    } else if t.contains("INT") {
+        ColKind::Int
+    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+        ColKind::Float
+    } else if t.contains("DEC") || t.contains("NUMERIC") {
+        ColKind::Decimal
+    } else if t == "DATE" {
+        ColKind::Date
+    } else if t.contains("DATETIME") || t.contains("TIMESTAMP") {
+        ColKind::Timestamp
+    } else if t.contains("BLOB") {
+        ColKind::Bytes
+    } else {
+        ColKind::Text
+    }
+}
+
+fn decode(row: &SqliteRow, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
     let mut out = Vec::with_capacity(row.len());
-    for i in 0..row.len() {
+    for (i, kind) in kinds.iter_mut().enumerate() {
         let raw = row.try_get_raw(i)?;
         if raw.is_null() {
-            out.push(serde_json::Value::Null);
+            out.push(Cell::Null);
             continue;
         }
-        let ty = raw.type_info().name().to_ascii_uppercase();
-        let v = match ty.as_str() {
-            "INTEGER" | "INT" | "BIGINT" | "BOOLEAN" => {
-                serde_json::Value::from(row.try_get::<i64, _>(i)?)
+        let storage = raw.type_info().name().to_ascii_uppercase();
+        // Expressions (COUNT(*), CASE …) have no declared type: the first non-NULL value's
+        // storage class decides the column's kind.
+        let declared = row.column(i).type_info().name().to_ascii_uppercase();
+        if *kind == ColKind::Text && matches!(declared.as_str(), "" | "NULL") {
+            match storage.as_str() {
+                "INTEGER" => *kind = ColKind::Int,
+                "REAL" => *kind = ColKind::Float,
+                "BLOB" => *kind = ColKind::Bytes,
+                _ => {}
             }
-            "REAL" | "FLOAT" | "DOUBLE" => serde_json::Value::from(row.try_get::<f64, _>(i)?),
-            "BLOB" => serde_json::Value::from(hex_lower(&row.try_get::<Vec<u8>, _>(i)?)),
-            _ => serde_json::Value::from(row.try_get::<String, _>(i)?),
+        }
+        let cell = match (*kind, storage.as_str()) {
+            (ColKind::Decimal, "INTEGER") => Cell::Int(row.try_get(i)?),
+            (ColKind::Decimal, "REAL") => {
+                let f: f64 = row.try_get(i)?;
+                Cell::Decimal(
+                    rust_decimal::Decimal::try_from(f)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                )
+            }
+            (ColKind::Decimal, _) => {
+                let s: String = row.try_get(i)?;
+                Cell::Decimal(s.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?)
+            }
+            (ColKind::Bool | ColKind::Int, _) => Cell::Int(row.try_get(i)?),
+            (ColKind::Float, _) => Cell::Float(row.try_get(i)?),
+            (ColKind::Bytes, _) => Cell::Bytes(row.try_get(i)?),
+            (ColKind::Text, "INTEGER") => Cell::Int(row.try_get(i)?),
+            (ColKind::Text, "REAL") => Cell::Float(row.try_get(i)?),
+            _ => Cell::Text(row.try_get(i)?),
         };
-        out.push(v);
+        out.push(cell);
     }
     Ok(out)
-}
-
-fn hex_lower(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl DataSource for SqliteSource {
@@ -121,37 +132,24 @@ impl DataSource for SqliteSource {
         &self.name
     }
 
-    fn query<'a>(
-        &'a self,
-        sql: &'a str,
-        params: &'a [ParamValue],
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Rows>> + Send + 'a>> {
-        Box::pin(async move {
-            let ms = u64::try_from(self.limits.statement_timeout.as_millis()).unwrap_or(u64::MAX);
-            match tokio::time::timeout(self.limits.statement_timeout, self.run(sql, params)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Timeout {
-                    source_name: self.name.clone(),
-                    ms,
-                }),
-            }
-        })
+    fn query<'a>(&'a self, sql: &'a str, params: &'a [ParamValue]) -> BoxFuture<'a, Result<Rows>> {
+        // No transaction needed: the connection itself cannot write.
+        Box::pin(with_timeout(
+            &self.name,
+            self.limits,
+            sqldb::fetch(&self.name, self.limits, &self.pool, sql, params),
+        ))
     }
 
-    fn ping(&self) -> Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
-        Box::pin(async move {
-            sqlx::query("SELECT 1")
-                .execute(&self.pool)
-                .await
-                .map(|_| ())
-                .map_err(|e| self.classify(e))
-        })
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(sqldb::ping(&self.name, self.limits, &self.pool))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::{Array, AsArray};
 
     #[tokio::test]
     async fn reads_rows_and_refuses_writes() {
@@ -177,8 +175,9 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(rows.columns, vec!["id_number", "name"]);
-        assert!(rows.rows.len() <= 5);
+        let schema = rows.batch.schema();
+        assert_eq!(schema.field(0).name(), "id_number");
+        assert!(rows.batch.num_rows() <= 5);
         // The connection is read-only: even SQL that slipped past validation cannot write.
         let e = src
             .query("DELETE FROM person WHERE :x = 1", &[ParamValue::Integer(1)])
@@ -191,7 +190,13 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(n.rows[0][0], serde_json::json!(20));
+        let col = n.batch.column(0);
+        assert_eq!(
+            col.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .value(0),
+            20
+        );
+        assert!(!col.is_null(0));
         assert!(
             SqliteSource::open("x", &dir.path().join("missing.db"), SourceLimits::default())
                 .await

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use paotui_adapters::{DataSource, SourceLimits, SqliteSource};
+use paotui_adapters::{DataSource, MySqlSource, PostgresSource, SourceLimits, SqliteSource};
 use paotui_certs::{GatewayKey, Jwks, SubjectKey};
 use paotui_policies::access::CatalogAllowList;
 use paotui_policies::catalog::Catalog;
@@ -44,6 +44,16 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
             SourceConfig::Sqlite { path } => {
                 Arc::new(SqliteSource::open(name, &cfg.path(path), limits).await?)
             }
+            SourceConfig::Postgres { url_env } => Arc::new(PostgresSource::connect(
+                name,
+                &SourceConfig::url_from_env(name, url_env)?,
+                limits,
+            )?),
+            SourceConfig::Mysql { url_env } => Arc::new(MySqlSource::connect(
+                name,
+                &SourceConfig::url_from_env(name, url_env)?,
+                limits,
+            )?),
         };
         sources.insert(name.clone(), src);
     }

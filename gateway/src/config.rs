@@ -107,6 +107,23 @@ impl Default for Limits {
 pub enum SourceConfig {
     /// A SQLite file, opened read-only.
     Sqlite { path: PathBuf },
+    /// PostgreSQL: the connection URL (with its password) is read from the environment
+    /// variable `url_env`, never from this file.
+    Postgres { url_env: String },
+    /// MySQL / MariaDB, likewise.
+    Mysql { url_env: String },
+}
+
+impl SourceConfig {
+    /// The connection URL of a networked source, from its environment variable.
+    pub fn url_from_env(name: &str, var: &str) -> Result<String> {
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            _ => Err(Error::Config(format!(
+                "source {name}: environment variable {var} (its connection URL) is not set"
+            ))),
+        }
+    }
 }
 
 impl Config {

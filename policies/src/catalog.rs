@@ -303,12 +303,57 @@ pub fn positional(sql: &str, pos: impl Fn(usize) -> String) -> String {
     out
 }
 
-fn first_keyword(sql: &str) -> String {
-    sql.trim_start()
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase()
+/// Checks that `sql` is exactly one read-only `SELECT` (sqlparser, as re-exported by
+/// datafusion): no other statement kind, no `SELECT … INTO`, no `FOR UPDATE`/`FOR SHARE`,
+/// no data-modifying CTE. The sources' read-only transactions are the second line.
+pub fn validate_select(sql: &str) -> std::result::Result<(), String> {
+    use datafusion::sql::sqlparser::ast::Statement;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    let numbered = positional(sql, |i| format!("${i}"));
+    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, &numbered)
+        .map_err(|e| format!("SQL does not parse: {e}"))?;
+    match stmts.as_slice() {
+        [Statement::Query(q)] => check_query(q),
+        [other] => Err(format!(
+            "query must be a single SELECT, found {}",
+            other
+                .to_string()
+                .split_whitespace()
+                .next()
+                .unwrap_or("?")
+                .to_ascii_uppercase()
+        )),
+        [] => Err("query is empty".into()),
+        _ => Err("query must be a single statement".into()),
+    }
+}
+
+fn check_query(q: &datafusion::sql::sqlparser::ast::Query) -> std::result::Result<(), String> {
+    if !q.locks.is_empty() {
+        return Err("query must not lock rows (FOR UPDATE / FOR SHARE)".into());
+    }
+    if let Some(with) = &q.with {
+        for cte in &with.cte_tables {
+            check_query(&cte.query)?;
+        }
+    }
+    check_set_expr(&q.body)
+}
+
+fn check_set_expr(e: &datafusion::sql::sqlparser::ast::SetExpr) -> std::result::Result<(), String> {
+    use datafusion::sql::sqlparser::ast::SetExpr;
+    match e {
+        SetExpr::Select(s) if s.into.is_some() => Err("query must not be SELECT … INTO".into()),
+        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => Ok(()),
+        SetExpr::Query(q) => check_query(q),
+        SetExpr::SetOperation { left, right, .. } => {
+            check_set_expr(left)?;
+            check_set_expr(right)
+        }
+        _ => Err("query must be a single SELECT, found a data-modifying statement".into()),
+    }
 }
 
 impl Catalog {
@@ -370,22 +415,7 @@ impl Catalog {
                 personal_grants.insert(code);
             }
             let query = s.query.get_ref().trim().to_owned();
-            // Full SQL parsing arrives with the adapters' validator; here the statement must
-            // at least be one SELECT (or WITH … SELECT) with no statement separator.
-            let kw = first_keyword(&query);
-            if kw != "SELECT" && kw != "WITH" {
-                return Err(ctx.err(
-                    s.query.span(),
-                    format!("query must be a single SELECT, found {kw}"),
-                ));
-            }
-            if positional(&query, |_| String::new())
-                .trim_end()
-                .trim_end_matches(';')
-                .contains(';')
-            {
-                return Err(ctx.err(s.query.span(), "query must be a single statement"));
-            }
+            validate_select(&query).map_err(|m| ctx.err(s.query.span(), m))?;
             let ph = placeholders(&query);
             if !ph.iter().any(|p| p == "subject") {
                 return Err(ctx.err(s.query.span(), "query must use the :subject placeholder"));
@@ -550,5 +580,38 @@ mask = "id_number"
 
         let bad = GOOD.replace(":kind", "1; DROP TABLE person");
         assert!(Catalog::parse("cat.toml", &bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod sql_tests {
+    use super::validate_select;
+
+    #[test]
+    fn only_single_read_only_selects_pass() {
+        for ok in [
+            "SELECT a FROM t WHERE id = :subject",
+            "WITH x AS (SELECT a FROM t WHERE id = :subject) SELECT * FROM x",
+            "SELECT a FROM t WHERE id = :subject UNION SELECT b FROM u",
+            "SELECT a::text FROM t WHERE id = :subject AND note = ':not_a_param;'",
+        ] {
+            assert!(
+                validate_select(ok).is_ok(),
+                "{ok}: {:?}",
+                validate_select(ok)
+            );
+        }
+        for (bad, why) in [
+            ("DELETE FROM t WHERE id = :subject", "found DELETE"),
+            ("UPDATE t SET a = 1 WHERE id = :subject", "found UPDATE"),
+            ("SELECT 1; DROP TABLE t", "single statement"),
+            ("SELECT a INTO x FROM t WHERE id = :subject", "INTO"),
+            ("SELECT a FROM t WHERE id = :subject FOR UPDATE", "lock"),
+            ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", ""),
+            ("SELEC a FROM t", "does not parse"),
+        ] {
+            let e = validate_select(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -382,3 +382,61 @@ async fn keep_alive_connection_serves_many_signed_answers() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn arrow_ipc_answer_is_signed_audited_and_masked() {
+    use paotui_adapters::arrow::array::AsArray;
+    use paotui_adapters::arrow::ipc::reader::StreamReader;
+
+    let (app, rs, jwks) = setup().await;
+    let subject = app.world.subjects[0].clone();
+    let body = serde_json::to_vec(
+        &json!({"subject": subject, "fields": ["name", "gender", "birth_date"]}),
+    )
+    .unwrap();
+    let r = rs
+        .send(
+            Method::POST,
+            QUERY,
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/vnd.apache.arrow.stream"),
+            ],
+            body,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apache.arrow.stream")
+    );
+    let e = audited(&app, &jwks, &r).await;
+    assert_eq!(e.entry.fields, vec!["name", "gender", "birth_date"]);
+    let reader = StreamReader::try_new(std::io::Cursor::new(r.body.to_vec()), None).unwrap();
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    let schema = b.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["name", "gender", "birth_date"]);
+    assert_eq!(
+        schema
+            .field(0)
+            .metadata()
+            .get("paotui.masked")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        schema
+            .field(1)
+            .metadata()
+            .get("paotui.masked")
+            .map(String::as_str),
+        Some("false")
+    );
+    assert!(b.column(0).as_string::<i32>().value(0).ends_with('*'));
+    assert!(b.column(2).as_string::<i32>().value(0).ends_with("-**-**"));
+    app.stop().await;
+}

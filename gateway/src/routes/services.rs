@@ -1,10 +1,21 @@
 //! Data services: `GET /v1/services` and `POST /v1/services/{id}/query`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use paotui_adapters::arrow::array::{
+    ArrayRef, AsArray, RecordBatch, RecordBatchOptions, StringArray,
+};
+use paotui_adapters::arrow::compute::cast;
+use paotui_adapters::arrow::datatypes::{DataType, Field, Schema};
+use paotui_adapters::arrow::ipc::writer::StreamWriter;
+use paotui_adapters::arrow::json::WriterBuilder;
+use paotui_adapters::arrow::json::writer::JsonArray;
 use paotui_policies::access::{Decision, FieldPlan, requested_fields};
 use paotui_policies::catalog::{ParamValue, Sensitivity, Service};
 use paotui_policies::ids::ServiceId;
@@ -189,44 +200,85 @@ fn bind_params(
         .collect()
 }
 
-/// Keeps only the planned fields and masks the ones the plan says to mask.
-fn minimise(
-    service: &Service,
-    plan: &FieldPlan,
-    rows: paotui_adapters::Rows,
-) -> Result<Vec<serde_json::Map<String, Value>>> {
-    let mut cols = Vec::with_capacity(plan.fields.len());
+/// Keeps only the planned fields, in plan order, and masks the ones the plan says to
+/// mask (the column is rendered as text first, so dates and decimals mask too).
+fn minimise(service: &Service, plan: &FieldPlan, batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(plan.fields.len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(plan.fields.len());
     for f in &plan.fields {
-        let i = rows
-            .columns
-            .iter()
-            .position(|c| c == &f.name)
-            .ok_or_else(|| {
-                Error::SourceFailed(format!(
-                    "source of {} did not return field {:?}",
-                    service.id, f.name
-                ))
-            })?;
-        cols.push((i, f));
+        let i = schema.index_of(&f.name).map_err(|_| {
+            Error::SourceFailed(format!(
+                "source of {} did not return field {:?}",
+                service.id, f.name
+            ))
+        })?;
+        let col = batch.column(i);
+        let meta = HashMap::from([("paotui.masked".to_owned(), f.mask.is_some().to_string())]);
+        match f.mask {
+            None => {
+                fields.push(schema.field(i).clone().with_metadata(meta));
+                columns.push(col.clone());
+            }
+            Some(mask) => {
+                let text =
+                    cast(col, &DataType::Utf8).map_err(|e| Error::Internal(e.to_string()))?;
+                let masked: StringArray = text
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(|s| mask.apply(s)))
+                    .collect();
+                fields.push(Field::new(&f.name, DataType::Utf8, true).with_metadata(meta));
+                columns.push(Arc::new(masked));
+            }
+        }
     }
-    Ok(rows
-        .rows
-        .into_iter()
-        .map(|row| {
-            cols.iter()
-                .map(|(i, f)| {
-                    let v = row.get(*i).cloned().unwrap_or(Value::Null);
-                    let v = match (f.mask, v) {
-                        (_, Value::Null) => Value::Null,
-                        (None, v) => v,
-                        (Some(m), Value::String(s)) => Value::String(m.apply(&s)),
-                        (Some(m), other) => Value::String(m.apply(&other.to_string())),
-                    };
-                    (f.name.clone(), v)
-                })
-                .collect()
+    let schema = Arc::new(Schema::new(fields));
+    RecordBatch::try_new_with_options(
+        schema,
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Rows as JSON objects; nulls are written out, not dropped.
+fn json_rows(batch: &RecordBatch) -> Result<Vec<serde_json::Map<String, Value>>> {
+    if batch.num_rows() == 0 {
+        return Ok(vec![]);
+    }
+    let mut w = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, JsonArray>(Vec::new());
+    w.write(batch).map_err(|e| Error::Internal(e.to_string()))?;
+    w.finish().map_err(|e| Error::Internal(e.to_string()))?;
+    serde_json::from_slice(&w.into_inner()).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// The answer as an Arrow IPC stream.
+fn arrow_stream(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut w = StreamWriter::try_new(Vec::new(), &batch.schema())
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    w.write(batch).map_err(|e| Error::Internal(e.to_string()))?;
+    w.finish().map_err(|e| Error::Internal(e.to_string()))?;
+    w.into_inner().map_err(|e| Error::Internal(e.to_string()))
+}
+
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+fn wants_arrow(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(ARROW_STREAM)
         })
-        .collect())
 }
 
 async fn query(
@@ -234,8 +286,9 @@ async fn query(
     Identity(caller): Identity,
     scope: AuditScope,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: std::result::Result<ApiJson<QueryBody>, Error>,
-) -> Result<Json<QueryAnswer>> {
+) -> Result<Response> {
     scope.update(|c| c.action = Some("service.query".into()));
     let service = ServiceId::parse(&id)
         .ok()
@@ -274,8 +327,19 @@ async fn query(
         .instrument(tracing::info_span!("source.query", source = %service.source))
         .await?;
     let truncated = rows.truncated;
-    let out = minimise(service, &plan, rows)?;
+    let out = minimise(service, &plan, &rows.batch)?;
     scope.update(|c| c.fields = plan.fields.iter().map(|f| f.name.clone()).collect());
+    if wants_arrow(&headers) {
+        let body = arrow_stream(&out)?;
+        let mut resp = body.into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ARROW_STREAM));
+        if truncated {
+            resp.headers_mut()
+                .insert("paotui-truncated", HeaderValue::from_static("true"));
+        }
+        return Ok(resp);
+    }
     Ok(Json(QueryAnswer {
         service: service.id.to_string(),
         fields: plan
@@ -287,7 +351,8 @@ async fn query(
             })
             .collect(),
         withheld: plan.withheld.clone(),
-        rows: out,
+        rows: json_rows(&out)?,
         truncated,
-    }))
+    })
+    .into_response())
 }

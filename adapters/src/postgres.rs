@@ -1,0 +1,141 @@
+use std::str::FromStr;
+
+use paotui_policies::catalog::ParamValue;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Column, PgPool, Row, TypeInfo, ValueRef};
+
+use crate::batch::{Cell, ColKind};
+use crate::source::{BoxFuture, DataSource, Rows, SourceLimits, with_timeout};
+use crate::sqldb::{self, Dialect};
+use crate::{Error, Result};
+
+/// A PostgreSQL (or PostgreSQL-compatible) department database. Every session is
+/// `default_transaction_read_only = on` with a server-side `statement_timeout`, and each
+/// query runs in its own `BEGIN READ ONLY` transaction that is rolled back.
+#[derive(Debug, Clone)]
+pub struct PostgresSource {
+    name: String,
+    pool: PgPool,
+    limits: SourceLimits,
+}
+
+impl PostgresSource {
+    /// Connects lazily: an unreachable database makes queries answer 503, and the pool
+    /// reconnects by itself when it comes back.
+    pub fn connect(name: &str, url: &str, limits: SourceLimits) -> Result<Self> {
+        let timeout_ms = limits.statement_timeout.as_millis().to_string();
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Unavailable {
+                source_name: name.to_owned(),
+                detail: format!("bad connection URL: {e}"),
+            })?
+            .options([
+                ("default_transaction_read_only", "on"),
+                ("statement_timeout", timeout_ms.as_str()),
+                ("application_name", "paotui"),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(limits.statement_timeout)
+            .connect_lazy_with(opts);
+        Ok(PostgresSource {
+            name: name.to_owned(),
+            pool,
+            limits,
+        })
+    }
+}
+
+impl Dialect for sqlx::Postgres {
+    fn placeholder(i: usize) -> String {
+        format!("${i}")
+    }
+
+    fn kind_of(ty: &str) -> ColKind {
+        kind_of(ty)
+    }
+
+    fn decode(row: &PgRow, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
+        decode(row, kinds)
+    }
+}
+
+fn kind_of(ty: &str) -> ColKind {
+    match ty {
+        "BOOL" => ColKind::Bool,
+        "INT2" | "INT4" | "INT8" => ColKind::Int,
+        "FLOAT4" | "FLOAT8" => ColKind::Float,
+        "NUMERIC" => ColKind::Decimal,
+        "DATE" => ColKind::Date,
+        "TIMESTAMP" | "TIMESTAMPTZ" => ColKind::Timestamp,
+        "BYTEA" => ColKind::Bytes,
+        _ => ColKind::Text,
+    }
+}
+
+fn decode(row: &PgRow, kinds: &[ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
+    let mut out = Vec::with_capacity(kinds.len());
+    for (i, kind) in kinds.iter().enumerate() {
+        let raw = row.try_get_raw(i)?;
+        if raw.is_null() {
+            out.push(Cell::Null);
+            continue;
+        }
+        let ty = raw.type_info().name().to_owned();
+        let cell = match (kind, ty.as_str()) {
+            (ColKind::Bool, _) => Cell::Bool(row.try_get(i)?),
+            (ColKind::Int, "INT2") => Cell::Int(i64::from(row.try_get::<i16, _>(i)?)),
+            (ColKind::Int, "INT4") => Cell::Int(i64::from(row.try_get::<i32, _>(i)?)),
+            (ColKind::Int, _) => Cell::Int(row.try_get(i)?),
+            (ColKind::Float, "FLOAT4") => Cell::Float(f64::from(row.try_get::<f32, _>(i)?)),
+            (ColKind::Float, _) => Cell::Float(row.try_get(i)?),
+            (ColKind::Decimal, _) => Cell::Decimal(row.try_get(i)?),
+            (ColKind::Date, _) => Cell::Date(row.try_get(i)?),
+            (ColKind::Timestamp, "TIMESTAMPTZ") => Cell::Timestamp(
+                row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?
+                    .timestamp_micros(),
+            ),
+            (ColKind::Timestamp, _) => Cell::Timestamp(
+                row.try_get::<chrono::NaiveDateTime, _>(i)?
+                    .and_utc()
+                    .timestamp_micros(),
+            ),
+            (ColKind::Bytes, _) => Cell::Bytes(row.try_get(i)?),
+            (ColKind::Text, _) => match row.try_get::<String, _>(i) {
+                Ok(s) => Cell::Text(s),
+                Err(_) => {
+                    return Err(sqlx::Error::Decode(
+                        format!("column {} has unsupported type {ty}; cast it to text in the catalog query", row.column(i).name()).into(),
+                    ));
+                }
+            },
+        };
+        out.push(cell);
+    }
+    Ok(out)
+}
+
+impl DataSource for PostgresSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn query<'a>(&'a self, sql: &'a str, params: &'a [ParamValue]) -> BoxFuture<'a, Result<Rows>> {
+        Box::pin(with_timeout(
+            &self.name,
+            self.limits,
+            sqldb::fetch_in_tx(
+                &self.name,
+                self.limits,
+                &self.pool,
+                "BEGIN READ ONLY",
+                sql,
+                params,
+            ),
+        ))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(sqldb::ping(&self.name, self.limits, &self.pool))
+    }
+}

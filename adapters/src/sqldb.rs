@@ -1,0 +1,106 @@
+//! The one query path shared by the sqlx backends (SQLite, PostgreSQL, MySQL/MariaDB):
+//! bind the typed parameters, stream rows up to the cap, decode them into cells and build
+//! the Arrow batch. A backend only says how its placeholders look, how its column types
+//! map to Arrow and how to decode one row.
+
+use futures_util::TryStreamExt;
+use paotui_policies::catalog::{ParamValue, positional};
+use sqlx::{Column, Database, Executor, IntoArguments, Row, TypeInfo};
+
+use crate::Result;
+use crate::batch::{Cell, ColKind, to_batch};
+use crate::source::{Rows, SourceLimits, classify};
+
+/// What differs between the sqlx backends.
+pub(crate) trait Dialect: Database {
+    /// The positional placeholder for the `i`-th (1-based) parameter.
+    fn placeholder(i: usize) -> String;
+    /// A column's declared type name → Arrow kind.
+    fn kind_of(type_name: &str) -> ColKind;
+    /// Decodes one row; may refine `kinds` where the declared type was not enough.
+    fn decode(row: &Self::Row, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error>;
+}
+
+/// Runs `sql` (with `:name` placeholders) on `exec`, reading at most `limits.max_rows` rows.
+pub(crate) async fn fetch<'c, DB, E>(
+    name: &str,
+    limits: SourceLimits,
+    exec: E,
+    sql: &str,
+    params: &[ParamValue],
+) -> Result<Rows>
+where
+    DB: Dialect,
+    E: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let sql = positional(sql, DB::placeholder);
+    let mut q = sqlx::query::<DB>(&sql);
+    for p in params {
+        q = match p {
+            ParamValue::Text(s) => q.bind(s.clone()),
+            ParamValue::Integer(i) => q.bind(*i),
+        };
+    }
+    let err = |e| classify(name, limits, e);
+    let mut stream = exec.fetch(q);
+    let (mut names, mut kinds, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    let mut truncated = false;
+    while let Some(row) = stream.try_next().await.map_err(err)? {
+        if names.is_empty() {
+            for c in row.columns() {
+                names.push(c.name().to_owned());
+                kinds.push(DB::kind_of(c.type_info().name()));
+            }
+        }
+        if rows.len() == limits.max_rows {
+            truncated = true;
+            break;
+        }
+        rows.push(DB::decode(&row, &mut kinds).map_err(err)?);
+    }
+    Ok(Rows {
+        batch: to_batch(name, &names, &kinds, &rows)?,
+        truncated,
+    })
+}
+
+/// A read-only query on a pooled connection, inside `begin` (e.g. `BEGIN READ ONLY`),
+/// rolled back afterwards whatever happened.
+pub(crate) async fn fetch_in_tx<DB>(
+    name: &str,
+    limits: SourceLimits,
+    pool: &sqlx::Pool<DB>,
+    begin: &'static str,
+    sql: &str,
+    params: &[ParamValue],
+) -> Result<Rows>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let err = |e| classify(name, limits, e);
+    let mut tx = pool.begin_with(begin).await.map_err(err)?;
+    let rows = fetch(name, limits, &mut *tx, sql, params).await;
+    tx.rollback().await.map_err(err)?;
+    rows
+}
+
+/// `SELECT 1` on a pooled connection.
+pub(crate) async fn ping<DB>(name: &str, limits: SourceLimits, pool: &sqlx::Pool<DB>) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    sqlx::query::<DB>("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| classify(name, limits, e))
+}
