@@ -10,7 +10,10 @@
 
 pub mod batch;
 pub mod demo;
+mod engine;
 mod error;
+mod files;
+mod http;
 mod mysql;
 mod postgres;
 mod source;
@@ -18,7 +21,10 @@ mod sqldb;
 mod sqlite;
 
 pub use datafusion::arrow;
+pub use engine::{ColumnType, normalize};
 pub use error::{Error, Result};
+pub use files::FileSource;
+pub use http::{HttpOptions, HttpSource};
 pub use mysql::MySqlSource;
 pub use postgres::PostgresSource;
 pub use source::{BoxFuture, DataSource, Rows, SourceLimits};

@@ -85,7 +85,14 @@ where
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let err = |e| classify(name, limits, e);
-    let mut tx = pool.begin_with(begin).await.map_err(err)?;
+    // Not getting a connection at all means the database is not there for us.
+    let mut tx = pool.begin_with(begin).await.map_err(|e| match e {
+        sqlx::Error::Database(_) => err(e),
+        other => crate::Error::Unavailable {
+            source_name: name.to_owned(),
+            detail: other.to_string(),
+        },
+    })?;
     let rows = fetch(name, limits, &mut *tx, sql, params).await;
     tx.rollback().await.map_err(err)?;
     rows

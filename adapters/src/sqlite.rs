@@ -154,10 +154,17 @@ mod tests {
     #[tokio::test]
     async fn reads_rows_and_refuses_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.db");
-        crate::demo::write_population(&path, 20, 7, false)
-            .await
-            .unwrap();
+        crate::demo::generate(&crate::demo::Options {
+            dir: dir.path().to_owned(),
+            people: 20,
+            seed: 7,
+            postgres: None,
+            mysql: None,
+            progress: false,
+        })
+        .await
+        .unwrap();
+        let path = dir.path().join(crate::demo::POPULATION_DB);
         let src = SqliteSource::open(
             "population",
             &path,

@@ -217,3 +217,85 @@ async fn unreachable_server_is_unavailable_not_an_error_page() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn demo_data_into_postgres_and_mariadb() {
+    let Some((pg_name, pg_url)) = create_pg().await else {
+        return;
+    };
+    let Some((my_name, my_url)) = create_mysql().await else {
+        drop_pg(&pg_name).await;
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let opts = paotui_adapters::demo::Options {
+        dir: dir.path().to_owned(),
+        people: 400,
+        seed: 9,
+        postgres: Some(pg_url.clone()),
+        mysql: Some(my_url.clone()),
+        progress: false,
+    };
+    // Twice: the second run replaces the tables in place.
+    paotui_adapters::demo::generate(&opts).await.unwrap();
+    let summary = paotui_adapters::demo::generate(&opts).await.unwrap();
+    assert!(
+        !dir.path().join("property.db").exists(),
+        "property went to PostgreSQL"
+    );
+    assert!(
+        !dir.path().join("business.db").exists(),
+        "business went to MariaDB"
+    );
+    let rows = |t: &str| summary.rows.iter().find(|(n, _)| n == t).unwrap().1 as i64;
+    let limits = SourceLimits {
+        statement_timeout: Duration::from_secs(5),
+        max_rows: 10,
+    };
+    let pg = PostgresSource::connect("property", &pg_url, limits).unwrap();
+    let n = pg
+        .query(
+            "SELECT COUNT(*) AS n FROM property WHERE 1 = :one",
+            &[ParamValue::Integer(1)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        n.batch.column(0).as_primitive::<Int64Type>().value(0),
+        rows("property")
+    );
+    let owner = &summary.samples.property[0];
+    let r = pg
+        .query("SELECT owner_id, area, registered_at, mortgaged, floor_count FROM property WHERE owner_id = :subject", &[ParamValue::Text(owner.clone())])
+        .await
+        .unwrap();
+    assert!(r.batch.num_rows() >= 1);
+    assert_eq!(
+        r.batch.schema().field(1).data_type(),
+        &DataType::Decimal128(38, 2)
+    );
+    let my = MySqlSource::connect("business", &my_url, limits).unwrap();
+    let n = my
+        .query(
+            "SELECT COUNT(*) AS n FROM business WHERE 1 = :one",
+            &[ParamValue::Integer(1)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        n.batch.column(0).as_primitive::<Int64Type>().value(0),
+        rows("business")
+    );
+    let r = my
+        .query("SELECT uscc, registered_capital, established, annual_report_filed FROM business WHERE uscc = :subject", &[ParamValue::Text(summary.samples.business[0].clone())])
+        .await
+        .unwrap();
+    assert_eq!(r.batch.num_rows(), 1);
+    assert_eq!(
+        r.batch.column(0).as_string::<i32>().value(0),
+        summary.samples.business[0]
+    );
+    drop((pg, my));
+    drop_pg(&pg_name).await;
+    drop_mysql(&my_name).await;
+}

@@ -8,7 +8,10 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use paotui_adapters::{DataSource, MySqlSource, PostgresSource, SourceLimits, SqliteSource};
+use paotui_adapters::{
+    DataSource, FileSource, HttpOptions, HttpSource, MySqlSource, PostgresSource, SourceLimits,
+    SqliteSource,
+};
 use paotui_certs::{GatewayKey, Jwks, SubjectKey};
 use paotui_policies::access::CatalogAllowList;
 use paotui_policies::catalog::Catalog;
@@ -44,14 +47,57 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
             SourceConfig::Sqlite { path } => {
                 Arc::new(SqliteSource::open(name, &cfg.path(path), limits).await?)
             }
-            SourceConfig::Postgres { url_env } => Arc::new(PostgresSource::connect(
+            SourceConfig::Postgres { url_env, url } => Arc::new(PostgresSource::connect(
                 name,
-                &SourceConfig::url_from_env(name, url_env)?,
+                &SourceConfig::db_url(name, url_env.as_deref(), url.as_deref())?,
                 limits,
             )?),
-            SourceConfig::Mysql { url_env } => Arc::new(MySqlSource::connect(
+            SourceConfig::Mysql { url_env, url } => Arc::new(MySqlSource::connect(
                 name,
-                &SourceConfig::url_from_env(name, url_env)?,
+                &SourceConfig::db_url(name, url_env.as_deref(), url.as_deref())?,
+                limits,
+            )?),
+            SourceConfig::Csv {
+                path,
+                table,
+                columns,
+            } => Arc::new(
+                FileSource::csv(
+                    name,
+                    &cfg.path(path),
+                    table.as_deref().unwrap_or(name),
+                    columns,
+                    limits,
+                )
+                .await?,
+            ),
+            SourceConfig::Parquet { path, table } => Arc::new(
+                FileSource::parquet(
+                    name,
+                    &cfg.path(path),
+                    table.as_deref().unwrap_or(name),
+                    limits,
+                )
+                .await?,
+            ),
+            SourceConfig::Http {
+                url,
+                table,
+                columns,
+                rows_at,
+                token_env,
+            } => Arc::new(HttpSource::new(
+                name,
+                HttpOptions {
+                    url: url.clone(),
+                    table: table.clone().unwrap_or_else(|| name.clone()),
+                    columns: columns.clone(),
+                    rows_at: rows_at.clone(),
+                    bearer: token_env
+                        .as_deref()
+                        .map(|v| SourceConfig::from_env(name, v))
+                        .transpose()?,
+                },
                 limits,
             )?),
         };

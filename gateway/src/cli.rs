@@ -38,6 +38,35 @@ pub enum Command {
         /// People in the synthetic population register (only when building the world).
         #[arg(long, default_value_t = 10_000)]
         people: usize,
+        /// Put the property registry (不动产) in this PostgreSQL database instead of
+        /// SQLite (only when building the world), e.g. postgres://postgres@127.0.0.1/test.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// Put the business registry (市场监管) in this MySQL / MariaDB database instead
+        /// of SQLite (only when building the world), e.g. mysql://root@127.0.0.1/test.
+        #[arg(long, value_name = "URL")]
+        mysql: Option<String>,
+    },
+    /// Write deterministic synthetic department data: 公安 population, 不动产 property,
+    /// 市场监管 business and 人社 social insurance (Parquet + CSV).
+    ///
+    /// SQLite files go to DIR (population.db, property.db, business.db), the social
+    /// insurance export to DIR/social_insurance.{parquet,csv}. With --postgres / --mysql
+    /// the property / business tables go to those databases instead (replaced if present).
+    DemoData {
+        /// Number of distinct people (departments' rows follow from them).
+        #[arg(long, default_value_t = 10_000)]
+        size: usize,
+        /// Generator seed: the same seed writes the same world.
+        #[arg(long, default_value_t = demo::SEED)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long, default_value = "paotui-demo-data")]
+        dir: PathBuf,
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        #[arg(long, value_name = "URL")]
+        mysql: Option<String>,
     },
     /// Run the gateway.
     Serve {
@@ -117,6 +146,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             exit,
             listen,
             people,
+            postgres,
+            mysql,
         } => {
             telemetry::init("warn");
             demo::run(demo::DemoOptions {
@@ -124,8 +155,35 @@ pub async fn run(cli: Cli) -> Result<()> {
                 exit,
                 listen,
                 people,
+                placement: demo::Placement { postgres, mysql },
             })
             .await
+        }
+        Command::DemoData {
+            size,
+            seed,
+            dir,
+            postgres,
+            mysql,
+        } => {
+            telemetry::init("warn");
+            if size == 0 {
+                return Err(Error::Config("--size must be at least 1".into()));
+            }
+            let summary = paotui_adapters::demo::generate(&paotui_adapters::demo::Options {
+                dir: dir.clone(),
+                people: size,
+                seed,
+                postgres,
+                mysql,
+                progress: true,
+            })
+            .await?;
+            println!("wrote department data to {} (seed {seed}):", dir.display());
+            for (table, rows) in &summary.rows {
+                println!("  {table:<18} {rows:>10} rows");
+            }
+            Ok(())
         }
         Command::Serve { config } => {
             telemetry::init("info");

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use paotui_adapters::ColumnType;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -107,20 +108,79 @@ impl Default for Limits {
 pub enum SourceConfig {
     /// A SQLite file, opened read-only.
     Sqlite { path: PathBuf },
-    /// PostgreSQL: the connection URL (with its password) is read from the environment
-    /// variable `url_env`, never from this file.
-    Postgres { url_env: String },
+    /// PostgreSQL. The connection URL comes from the environment variable `url_env`
+    /// (use this whenever it holds a password), or from `url` when it holds none.
+    Postgres {
+        #[serde(default)]
+        url_env: Option<String>,
+        #[serde(default)]
+        url: Option<String>,
+    },
     /// MySQL / MariaDB, likewise.
-    Mysql { url_env: String },
+    Mysql {
+        #[serde(default)]
+        url_env: Option<String>,
+        #[serde(default)]
+        url: Option<String>,
+    },
+    /// A CSV export with a header line; the SQL sees it as `table` (default: the source
+    /// name). Columns are text unless typed in `columns`.
+    Csv {
+        path: PathBuf,
+        #[serde(default)]
+        table: Option<String>,
+        #[serde(default)]
+        columns: BTreeMap<String, ColumnType>,
+    },
+    /// A Parquet export; its own schema gives the types.
+    Parquet {
+        path: PathBuf,
+        #[serde(default)]
+        table: Option<String>,
+    },
+    /// A department REST API answering JSON to `GET url?param=value…`.
+    Http {
+        url: String,
+        #[serde(default)]
+        table: Option<String>,
+        columns: BTreeMap<String, ColumnType>,
+        /// JSON pointer to the rows in the answer, e.g. `/data`.
+        #[serde(default)]
+        rows_at: Option<String>,
+        /// Environment variable holding a bearer token for the upstream.
+        #[serde(default)]
+        token_env: Option<String>,
+    },
 }
 
 impl SourceConfig {
-    /// The connection URL of a networked source, from its environment variable.
-    pub fn url_from_env(name: &str, var: &str) -> Result<String> {
+    /// The connection URL of a database source: from its environment variable, or from
+    /// the file when it carries no password.
+    pub fn db_url(name: &str, url_env: Option<&str>, url: Option<&str>) -> Result<String> {
+        match (url_env, url) {
+            (Some(var), None) => Self::from_env(name, var),
+            (None, Some(u)) => {
+                let parsed = url::Url::parse(u)
+                    .map_err(|e| Error::Config(format!("source {name}: bad url: {e}")))?;
+                if parsed.password().is_some() {
+                    return Err(Error::Config(format!(
+                        "source {name}: the url holds a password; put it in an environment variable and name it in url_env"
+                    )));
+                }
+                Ok(u.to_owned())
+            }
+            _ => Err(Error::Config(format!(
+                "source {name}: give exactly one of url_env (an environment variable) or url"
+            ))),
+        }
+    }
+
+    /// A secret from the environment variable `var`.
+    pub fn from_env(name: &str, var: &str) -> Result<String> {
         match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(v),
             _ => Err(Error::Config(format!(
-                "source {name}: environment variable {var} (its connection URL) is not set"
+                "source {name}: environment variable {var} is not set"
             ))),
         }
     }
@@ -182,6 +242,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_urls_never_carry_passwords_in_the_file() {
+        assert!(SourceConfig::db_url("p", None, Some("postgres://ro@db/x")).is_ok());
+        let e = SourceConfig::db_url("p", None, Some("postgres://ro:pw@db/x")).unwrap_err();
+        assert!(e.to_string().contains("url_env"), "{e}");
+        assert!(SourceConfig::db_url("p", None, None).is_err());
+        let e = SourceConfig::db_url("p", Some("PAOTUI_TEST_SURELY_UNSET"), None).unwrap_err();
+        assert!(e.to_string().contains("PAOTUI_TEST_SURELY_UNSET"), "{e}");
+    }
 
     #[test]
     fn errors_have_line_numbers() {

@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use http::StatusCode;
+use paotui_adapters::demo::Samples;
 use paotui_certs::ca::Ca;
 use paotui_certs::{DeptCode, SystemId};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::client::MtlsClient;
@@ -20,6 +20,9 @@ use crate::config::Config;
 use crate::{Error, Result, server};
 
 pub const SERVICE: &str = "population.person";
+
+/// The demo world's generator seed (the date 佛山 opened its 一门式 windows city-wide).
+pub const SEED: u64 = 20151026;
 
 /// The demo catalog: four departments, one population service. It is also the example
 /// catalog users copy (`examples/catalog.toml`), so the two never drift apart.
@@ -54,17 +57,49 @@ pub const SYSTEMS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Samples {
-    subjects: Vec<String>,
-}
-
 /// A demo world on disk.
 #[derive(Debug, Clone)]
 pub struct World {
     pub dir: PathBuf,
     /// Synthetic ID numbers present in the population register.
     pub subjects: Vec<String>,
+    /// Subjects present in each department's data.
+    pub samples: Samples,
+}
+
+/// Where the demo puts the departments that can live on a server.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// The property registry goes to this PostgreSQL database.
+    pub postgres: Option<String>,
+    /// The business registry goes to this MySQL / MariaDB database.
+    pub mysql: Option<String>,
+}
+
+/// Rewrites one `[sources.NAME]` SQLite block of the example config to a server source.
+fn place_source(config: &str, name: &str, kind: &str, url: &str, env: &str) -> Result<String> {
+    let old = format!("[sources.{name}]");
+    let start = config
+        .find(&old)
+        .ok_or_else(|| Error::Internal(format!("example config has no {old}")))?;
+    let end = config[start..]
+        .find("\n\n")
+        .map_or(config.len(), |i| start + i);
+    let has_password = url::Url::parse(url)
+        .map_err(|e| Error::Config(format!("--{kind} {url:?}: {e}")))?
+        .password()
+        .is_some();
+    let conn = if has_password {
+        // Passwords never go into the file: the user exports the variable.
+        format!("url_env = \"{env}\"")
+    } else {
+        format!("url = \"{url}\"")
+    };
+    Ok(format!(
+        "{}{old}\nkind = \"{kind}\"\n{conn}{}",
+        &config[..start],
+        &config[end..]
+    ))
 }
 
 impl World {
@@ -92,6 +127,15 @@ impl World {
 
     /// Opens the world in `dir`, building it first if there is none.
     pub async fn open_or_build(dir: &Path, people: usize) -> Result<World> {
+        Self::open_or_build_with(dir, people, &Placement::default()).await
+    }
+
+    /// Like [`World::open_or_build`], placing departments on servers when asked.
+    pub async fn open_or_build_with(
+        dir: &Path,
+        people: usize,
+        placement: &Placement,
+    ) -> Result<World> {
         if dir.join("paotui.toml").exists() {
             return Self::open(dir);
         }
@@ -105,21 +149,22 @@ impl World {
                 dir.display()
             )));
         }
-        Self::build(dir, people).await
+        Self::build(dir, people, placement).await
     }
 
     pub fn open(dir: &Path) -> Result<World> {
         let path = dir.join("samples.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
-        let s: Samples = serde_json::from_str(&text)
+        let samples: Samples = serde_json::from_str(&text)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(World {
             dir: dir.to_owned(),
-            subjects: s.subjects,
+            subjects: samples.population.clone(),
+            samples,
         })
     }
 
-    async fn build(dir: &Path, people: usize) -> Result<World> {
+    async fn build(dir: &Path, people: usize, placement: &Placement) -> Result<World> {
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -139,38 +184,46 @@ impl World {
             ca.issue_client(&DeptCode::parse(dept)?, &SystemId::parse(system)?, 365)?
                 .write(&certs, &format!("{dept}-{system}"))?;
         }
-        let samples = paotui_adapters::demo::write_population(
-            &staging.join("data/population.db"),
+        let summary = paotui_adapters::demo::generate(&paotui_adapters::demo::Options {
+            dir: staging.join("data"),
             people,
-            20151026,
-            true,
-        )
+            seed: SEED,
+            postgres: placement.postgres.clone(),
+            mysql: placement.mysql.clone(),
+            progress: true,
+        })
         .await?;
-        let subjects: Vec<String> = samples
-            .iter()
-            .map(|p| p.id_number.as_str().to_owned())
-            .collect();
+        let samples = summary.samples;
         let write = |name: &str, text: &str| -> Result<()> {
             let p = staging.join(name);
             std::fs::write(&p, text).map_err(|e| Error::io(p.display(), e))
         };
         write("catalog.toml", CATALOG)?;
-        let samples_json = serde_json::to_string_pretty(&Samples {
-            subjects: subjects.clone(),
-        })
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        let samples_json =
+            serde_json::to_string_pretty(&samples).map_err(|e| Error::Internal(e.to_string()))?;
         write("samples.json", &samples_json)?;
-        write(
-            "paotui.toml",
-            &config_text(SocketAddr::from(([127, 0, 0, 1], 8443))),
-        )?;
+        let mut config = config_text(SocketAddr::from(([127, 0, 0, 1], 8443)));
+        if let Some(url) = &placement.postgres {
+            config = place_source(
+                &config,
+                "property",
+                "postgres",
+                url,
+                "PAOTUI_PROPERTY_DB_URL",
+            )?;
+        }
+        if let Some(url) = &placement.mysql {
+            config = place_source(&config, "business", "mysql", url, "PAOTUI_BUSINESS_DB_URL")?;
+        }
+        write("paotui.toml", &config)?;
         if dir.exists() {
             std::fs::remove_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
         }
         std::fs::rename(&staging, dir).map_err(|e| Error::io(dir.display(), e))?;
         Ok(World {
             dir: dir.to_owned(),
-            subjects,
+            subjects: samples.population.clone(),
+            samples,
         })
     }
 }
@@ -182,6 +235,7 @@ pub struct DemoOptions {
     pub exit: bool,
     pub listen: Option<SocketAddr>,
     pub people: usize,
+    pub placement: Placement,
 }
 
 fn say(s: impl AsRef<str>) {
@@ -197,7 +251,10 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     } else {
         format!("Reusing the demo world in {}", opts.dir.display())
     });
-    let world = World::open_or_build(&opts.dir, opts.people).await?;
+    if !fresh && (opts.placement.postgres.is_some() || opts.placement.mysql.is_some()) {
+        say("  (--postgres/--mysql apply when a world is built; remove the directory to rebuild)");
+    }
+    let world = World::open_or_build_with(&opts.dir, opts.people, &opts.placement).await?;
     let mut cfg = Config::load(&world.config_path())?;
     cfg.listen = match opts.listen {
         Some(a) => a,
@@ -307,5 +364,69 @@ pub async fn walkthrough(world: &World, addr: SocketAddr) -> Result<()> {
         r.status,
         r.json()?["detail"].as_str().unwrap_or("")
     ));
+
+    // The other three departments, each from its own kind of source.
+    let mz = world.client("MZ", "dibao", addr)?;
+    // (client, who, service, sample subjects, fields)
+    type Step<'a> = (
+        &'a MtlsClient,
+        &'a str,
+        &'a str,
+        &'a [String],
+        &'a [&'a str],
+    );
+    let steps: [Step<'_>; 3] = [
+        (
+            &mz,
+            "MZ/dibao",
+            "property.by_owner",
+            &world.samples.property,
+            &["owner_name", "usage", "area", "mortgaged", "encumbrance"],
+        ),
+        (
+            &rs,
+            "RS/shebao",
+            "business.entity",
+            &world.samples.business,
+            &[
+                "uscc",
+                "name",
+                "legal_rep_id",
+                "status",
+                "registered_capital",
+            ],
+        ),
+        (
+            &mz,
+            "MZ/dibao",
+            "social.insurance",
+            &world.samples.social,
+            &["name", "insurance_type", "status", "months"],
+        ),
+    ];
+    for (n, (client, who, service, subjects, fields)) in steps.into_iter().enumerate() {
+        let subject = subjects
+            .first()
+            .ok_or_else(|| Error::Client(format!("demo world has no sample for {service}")))?;
+        let r = client
+            .post_json(
+                &format!("/v1/services/{service}/query"),
+                &json!({"subject": subject, "fields": fields}),
+            )
+            .await?;
+        check(service, r.status, StatusCode::OK)?;
+        let (_, idx) = r.verify(&jwks)?;
+        let answer = r.json()?;
+        let rows = answer["rows"].as_array().cloned().unwrap_or_default();
+        say(format!(
+            "{}. {who} queries {service} → {} · {} row(s) · signature verified · audit index {idx}",
+            n + 5,
+            r.status,
+            rows.len()
+        ));
+        if let Some(row) = rows.first() {
+            say(format!("     {row}"));
+        }
+    }
     Ok(())
 }

@@ -134,7 +134,8 @@ impl IntoResponse for Error {
         let detail = self.public_detail();
         if status.is_server_error() {
             // The full cause goes to the operator's log, never to the caller.
-            tracing::error!(error = %self, "request failed");
+            // Redacted: a database's message may quote the offending value.
+            tracing::error!(error = %redact(&self.to_string()), "request failed");
         }
         let problem = Problem {
             ty: format!("urn:paotui:problem:{slug}"),
@@ -153,11 +154,11 @@ impl IntoResponse for Error {
     }
 }
 
-/// Removes values from a deserialisation message: serde quotes offending strings and
-/// back-ticks offending numbers, and either may be a personal identifier.
+/// Removes values from an error message: serde and databases quote offending strings
+/// ("…" or '…') and print offending numbers, and any may be a personal identifier.
 pub fn redact(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
+    let mut in_quote: Option<char> = None;
     let mut digits = String::new();
     let flush = |digits: &mut String, out: &mut String| {
         if digits.len() >= 6 {
@@ -168,15 +169,20 @@ pub fn redact(msg: &str) -> String {
         digits.clear();
     };
     for c in msg.chars() {
-        if c == '"' {
-            if in_quote {
-                out.push_str("\"…\"");
+        match (in_quote, c) {
+            (None, '"' | '\'') => {
+                in_quote = Some(c);
+                continue;
             }
-            in_quote = !in_quote;
-            continue;
-        }
-        if in_quote {
-            continue;
+            (Some(q), c) if c == q => {
+                out.push(q);
+                out.push('…');
+                out.push(q);
+                in_quote = None;
+                continue;
+            }
+            (Some(_), _) => continue,
+            (None, _) => {}
         }
         if c.is_ascii_digit() {
             digits.push(c);
@@ -206,5 +212,9 @@ mod tests {
             "invalid type: integer `…`, expected a string"
         );
         assert_eq!(redact("unknown field `fieldz`"), "unknown field `fieldz`");
+        assert_eq!(
+            redact("Cannot cast string '张三' to value of Int64 type"),
+            "Cannot cast string '…' to value of Int64 type"
+        );
     }
 }

@@ -20,7 +20,11 @@ fn demo_exit_builds_walks_through_and_reuses_its_world() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Building the demo world"), "{stdout}");
-    assert_eq!(stdout.matches("signature verified").count(), 3, "{stdout}");
+    // Population (permitted, denied, bad input) and one query per other department.
+    assert_eq!(stdout.matches("signature verified").count(), 6, "{stdout}");
+    for service in ["property.by_owner", "business.entity", "social.insurance"] {
+        assert!(stdout.contains(&format!("{service} → 200 OK")), "{stdout}");
+    }
     assert!(
         stdout.contains("403 Forbidden") && stdout.contains("400 Bad Request"),
         "{stdout}"
@@ -167,8 +171,51 @@ fn catalog_check_names_file_and_line() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    let line = paotui_gateway::demo::CATALOG
+        .lines()
+        .position(|l| l.starts_with("query = "))
+        .unwrap()
+        + 1;
     assert!(
-        err.contains("bad.toml:27:") && err.contains("single SELECT"),
+        err.contains(&format!("bad.toml:{line}:")) && err.contains("single SELECT, found DELETE"),
         "{err}"
     );
+}
+
+#[test]
+fn demo_data_writes_four_departments() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = paotui()
+        .args(["demo-data", "--size", "120", "--seed", "7", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for table in ["person", "property", "business", "social_insurance"] {
+        assert!(stdout.contains(table), "{stdout}");
+    }
+    assert!(stdout.contains("       120 rows"), "{stdout}");
+    for f in [
+        "population.db",
+        "property.db",
+        "business.db",
+        "social_insurance.parquet",
+        "social_insurance.csv",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    // Not a terminal: no progress bar in the output.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("people"));
+    let bad = paotui()
+        .args(["demo-data", "--size", "0", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--size"));
 }

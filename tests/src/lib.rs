@@ -46,7 +46,10 @@ pub fn logs() -> LogBuffer {
         let buf = LogBuffer::default();
         let writer = buf.clone();
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            // Everything at TRACE, with the same caps production has (RUST_LOG ignored).
+            .with_env_filter(paotui_gateway::telemetry::capped(
+                tracing_subscriber::EnvFilter::new("trace"),
+            ))
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .try_init();
@@ -121,5 +124,53 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+}
+
+/// A TCP proxy in front of a department database, which a test can cut and restore to
+/// play "the database went away" without touching the real server.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Listens on 127.0.0.1:0 and forwards every connection to `target` while up.
+    pub async fn start(target: SocketAddr) -> Result<TcpProxy, Error> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (up, rx) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*rx.borrow() {
+                    // Down: accept and drop at once, as a dead server's host would reset.
+                    drop(inbound);
+                    continue;
+                }
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        // Cut: existing connections die too.
+                        _ = rx.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Ok(TcpProxy { addr, up, task })
+    }
+
+    pub fn set_up(&self, up: bool) {
+        let _ = self.up.send(up);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

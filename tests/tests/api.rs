@@ -337,8 +337,12 @@ async fn service_list_health_and_readiness() {
     let e = audited(&app, &jwks, &r).await;
     assert_eq!(e.entry.action, "service.list");
     let body = r.json().unwrap();
-    let svc = &body["services"][0];
-    assert_eq!(svc["id"], json!("population.person"));
+    let svc = body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == json!("population.person"))
+        .unwrap();
     let name = svc["fields"]
         .as_array()
         .unwrap()
@@ -346,10 +350,16 @@ async fn service_list_health_and_readiness() {
         .find(|f| f["name"] == json!("name"))
         .unwrap();
     assert_eq!(name["masked"], json!(true));
-    // A department that may not query sees no services.
+    // A department sees only the services it owns or may query.
     let sc = app.client("SC", "dengji").unwrap();
     let body = sc.get("/v1/services").await.unwrap().json().unwrap();
-    assert_eq!(body["services"], json!([]));
+    let ids: Vec<&Value> = body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["id"])
+        .collect();
+    assert_eq!(ids, [&json!("business.entity"), &json!("social.insurance")]);
     assert_eq!(rs.get("/healthz").await.unwrap().status, StatusCode::OK);
     let ready = rs.get("/readyz").await.unwrap();
     assert_eq!(ready.status, StatusCode::OK);

@@ -247,10 +247,25 @@ fn json_rows(batch: &RecordBatch) -> Result<Vec<serde_json::Map<String, Value>>>
     if batch.num_rows() == 0 {
         return Ok(vec![]);
     }
+    // Decimals (areas, money) travel as strings so no JSON reader rounds them.
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if matches!(f.data_type(), DataType::Decimal128(..)) {
+            cols.push(cast(c, &DataType::Utf8).map_err(|e| Error::Internal(e.to_string()))?);
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+        } else {
+            cols.push(Arc::clone(c));
+            fields.push(f.as_ref().clone());
+        }
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let mut w = WriterBuilder::new()
         .with_explicit_nulls(true)
         .build::<_, JsonArray>(Vec::new());
-    w.write(batch).map_err(|e| Error::Internal(e.to_string()))?;
+    w.write(&batch)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     w.finish().map_err(|e| Error::Internal(e.to_string()))?;
     serde_json::from_slice(&w.into_inner()).map_err(|e| Error::Internal(e.to_string()))
 }
