@@ -1,12 +1,11 @@
 use std::str::FromStr;
 
-use paotui_policies::catalog::ParamValue;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, MySqlPool, Row, TypeInfo, ValueRef};
 
 use crate::batch::{Cell, ColKind};
-use crate::source::{BoxFuture, DataSource, Rows, SourceLimits, with_timeout};
-use crate::sqldb::{self, Dialect};
+use crate::source::SourceLimits;
+use crate::sqldb;
 use crate::{Error, Result};
 
 /// A MySQL or MariaDB department database. Each new session is set to
@@ -52,20 +51,6 @@ impl MySqlSource {
             pool,
             limits,
         })
-    }
-}
-
-impl Dialect for sqlx::MySql {
-    fn placeholder(_: usize) -> String {
-        "?".to_owned()
-    }
-
-    fn kind_of(ty: &str) -> ColKind {
-        kind_of(ty)
-    }
-
-    fn decode(row: &MySqlRow, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
-        decode(row, kinds)
     }
 }
 
@@ -121,27 +106,4 @@ fn decode(row: &MySqlRow, kinds: &[ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
     Ok(out)
 }
 
-impl DataSource for MySqlSource {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn query<'a>(&'a self, sql: &'a str, params: &'a [ParamValue]) -> BoxFuture<'a, Result<Rows>> {
-        Box::pin(with_timeout(
-            &self.name,
-            self.limits,
-            sqldb::fetch_in_tx(
-                &self.name,
-                self.limits,
-                &self.pool,
-                "START TRANSACTION READ ONLY",
-                sql,
-                params,
-            ),
-        ))
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(sqldb::ping(&self.name, self.limits, &self.pool))
-    }
-}
+sqldb::sqlx_source!(MySqlSource, sqlx::MySql, MySqlRow, begin: Some("START TRANSACTION READ ONLY"), placeholder: |_| "?".to_owned());

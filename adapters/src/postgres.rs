@@ -1,12 +1,11 @@
 use std::str::FromStr;
 
-use paotui_policies::catalog::ParamValue;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Column, PgPool, Row, TypeInfo, ValueRef};
 
 use crate::batch::{Cell, ColKind};
-use crate::source::{BoxFuture, DataSource, Rows, SourceLimits, with_timeout};
-use crate::sqldb::{self, Dialect};
+use crate::source::SourceLimits;
+use crate::sqldb;
 use crate::{Error, Result};
 
 /// A PostgreSQL (or PostgreSQL-compatible) department database. Every session is
@@ -43,20 +42,6 @@ impl PostgresSource {
             pool,
             limits,
         })
-    }
-}
-
-impl Dialect for sqlx::Postgres {
-    fn placeholder(i: usize) -> String {
-        format!("${i}")
-    }
-
-    fn kind_of(ty: &str) -> ColKind {
-        kind_of(ty)
-    }
-
-    fn decode(row: &PgRow, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
-        decode(row, kinds)
     }
 }
 
@@ -115,27 +100,4 @@ fn decode(row: &PgRow, kinds: &[ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
     Ok(out)
 }
 
-impl DataSource for PostgresSource {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn query<'a>(&'a self, sql: &'a str, params: &'a [ParamValue]) -> BoxFuture<'a, Result<Rows>> {
-        Box::pin(with_timeout(
-            &self.name,
-            self.limits,
-            sqldb::fetch_in_tx(
-                &self.name,
-                self.limits,
-                &self.pool,
-                "BEGIN READ ONLY",
-                sql,
-                params,
-            ),
-        ))
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(sqldb::ping(&self.name, self.limits, &self.pool))
-    }
-}
+sqldb::sqlx_source!(PostgresSource, sqlx::Postgres, PgRow, begin: Some("BEGIN READ ONLY"), placeholder: |i| format!("${i}"));

@@ -111,3 +111,78 @@ where
         .map(|_| ())
         .map_err(|e| classify(name, limits, e))
 }
+
+/// The [`DataSource`](crate::DataSource) and [`Dialect`] impls of a sqlx backend: a struct
+/// with `name`, `pool` and `limits`, the backend's database type and row type, the
+/// statement that opens its read-only transaction (`None`: the connection itself cannot
+/// write), its positional placeholder, and the module's `kind_of` / `decode` functions.
+macro_rules! sqlx_source {
+    ($source:ty, $db:ty, $row:ty, begin: $begin:expr, placeholder: $ph:expr) => {
+        impl $crate::sqldb::Dialect for $db {
+            fn placeholder(i: usize) -> String {
+                let f: fn(usize) -> String = $ph;
+                f(i)
+            }
+
+            fn kind_of(ty: &str) -> $crate::batch::ColKind {
+                kind_of(ty)
+            }
+
+            fn decode(
+                row: &$row,
+                kinds: &mut [$crate::batch::ColKind],
+            ) -> std::result::Result<Vec<$crate::batch::Cell>, sqlx::Error> {
+                decode(row, kinds)
+            }
+        }
+
+        impl $crate::source::DataSource for $source {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn query<'a>(
+                &'a self,
+                sql: &'a str,
+                params: &'a [paotui_policies::catalog::ParamValue],
+            ) -> $crate::source::BoxFuture<'a, $crate::Result<$crate::source::Rows>> {
+                let begin: Option<&'static str> = $begin;
+                Box::pin($crate::source::with_timeout(
+                    &self.name,
+                    self.limits,
+                    async move {
+                        match begin {
+                            Some(b) => {
+                                $crate::sqldb::fetch_in_tx(
+                                    &self.name,
+                                    self.limits,
+                                    &self.pool,
+                                    b,
+                                    sql,
+                                    params,
+                                )
+                                .await
+                            }
+                            None => {
+                                $crate::sqldb::fetch(
+                                    &self.name,
+                                    self.limits,
+                                    &self.pool,
+                                    sql,
+                                    params,
+                                )
+                                .await
+                            }
+                        }
+                    },
+                ))
+            }
+
+            fn ping(&self) -> $crate::source::BoxFuture<'_, $crate::Result<()>> {
+                Box::pin($crate::sqldb::ping(&self.name, self.limits, &self.pool))
+            }
+        }
+    };
+}
+
+pub(crate) use sqlx_source;

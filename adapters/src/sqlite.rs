@@ -1,13 +1,12 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use paotui_policies::catalog::ParamValue;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::{Column, Row, SqlitePool, TypeInfo, ValueRef};
 
 use crate::batch::{Cell, ColKind};
-use crate::source::{BoxFuture, DataSource, Rows, SourceLimits, with_timeout};
-use crate::sqldb::{self, Dialect};
+use crate::source::SourceLimits;
+use crate::sqldb;
 use crate::{Error, Result};
 
 /// A department database in a SQLite file, opened read-only (`SQLITE_OPEN_READONLY` and
@@ -43,20 +42,6 @@ impl SqliteSource {
             pool,
             limits,
         })
-    }
-}
-
-impl Dialect for sqlx::Sqlite {
-    fn placeholder(_: usize) -> String {
-        "?".to_owned()
-    }
-
-    fn kind_of(ty: &str) -> ColKind {
-        kind_of(ty)
-    }
-
-    fn decode(row: &SqliteRow, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
-        decode(row, kinds)
     }
 }
 
@@ -127,29 +112,15 @@ fn decode(row: &SqliteRow, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Err
     Ok(out)
 }
 
-impl DataSource for SqliteSource {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn query<'a>(&'a self, sql: &'a str, params: &'a [ParamValue]) -> BoxFuture<'a, Result<Rows>> {
-        // No transaction needed: the connection itself cannot write.
-        Box::pin(with_timeout(
-            &self.name,
-            self.limits,
-            sqldb::fetch(&self.name, self.limits, &self.pool, sql, params),
-        ))
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(sqldb::ping(&self.name, self.limits, &self.pool))
-    }
-}
+// No transaction: the connection itself cannot write.
+sqldb::sqlx_source!(SqliteSource, sqlx::Sqlite, SqliteRow, begin: None, placeholder: |_| "?".to_owned());
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DataSource;
     use datafusion::arrow::array::{Array, AsArray};
+    use paotui_policies::catalog::ParamValue;
 
     #[tokio::test]
     async fn reads_rows_and_refuses_writes() {

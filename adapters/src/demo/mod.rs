@@ -428,7 +428,8 @@ fn timestamp(rng: &mut SmallRng, d: NaiveDate) -> Cell {
     )
 }
 
-fn person_row(p: &Person) -> Vec<Cell> {
+/// A person as a row of [`PERSON`].
+pub fn person_row(p: &Person) -> Vec<Cell> {
     vec![
         text(p.id_number.as_str()),
         text(&p.name),
