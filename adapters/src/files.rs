@@ -101,12 +101,7 @@ impl FileSource {
         )
         .await
         .map_err(|e| unavailable(name, format!("{p}: {e}")))?;
-        Ok(FileSource {
-            name: name.to_owned(),
-            path: path.to_owned(),
-            ctx,
-            limits,
-        })
+        Ok(Self::opened(name, path, ctx, limits))
     }
 
     /// A Parquet file; its own schema gives the types.
@@ -122,16 +117,20 @@ impl FileSource {
         ctx.register_parquet(table, p, ParquetReadOptions::new().file_extension(&ext))
             .await
             .map_err(|e| unavailable(name, format!("{p}: {e}")))?;
-        Ok(FileSource {
-            name: name.to_owned(),
-            path: path.to_owned(),
-            ctx,
-            limits,
-        })
+        Ok(Self::opened(name, path, ctx, limits))
     }
 }
 
 impl FileSource {
+    fn opened(name: &str, path: &Path, ctx: SessionContext, limits: SourceLimits) -> Self {
+        FileSource {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            ctx,
+            limits,
+        }
+    }
+
     fn check_file(&self) -> Result<()> {
         std::fs::File::open(&self.path)
             .map(|_| ())

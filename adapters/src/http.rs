@@ -15,6 +15,7 @@ use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::record_batch::RecordBatch;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -120,22 +121,28 @@ impl HttpSource {
         }
     }
 
-    /// One GET; 5xx and connection failures are "unavailable", other non-2xx answers and
-    /// bodies that are not the promised JSON are bad answers.
-    /// `None` is a 404: "no such record" in most department APIs, so an empty table.
-    async fn get(&self, url: url::Url) -> Result<Option<Bytes>> {
-        let mut req = Request::get(url.as_str()).header(header::ACCEPT, "application/json");
-        if let Some(t) = &self.bearer {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
+    /// Sends a request (with the bearer token, if any); no answer at all is "unavailable".
+    async fn send(&self, req: http::request::Builder) -> Result<http::Response<Incoming>> {
+        let req = match &self.bearer {
+            Some(t) => req.header(header::AUTHORIZATION, format!("Bearer {t}")),
+            None => req,
+        };
         let req = req
             .body(Empty::new())
             .map_err(|e| self.bad_answer(e.to_string()))?;
-        let resp = self
-            .client
+        self.client
             .request(req)
             .await
-            .map_err(|e| self.unavailable(format!("request failed: {e}")))?;
+            .map_err(|e| self.unavailable(format!("request failed: {e}")))
+    }
+
+    /// One GET; 5xx and connection failures are "unavailable", other non-2xx answers and
+    /// bodies that are not the promised JSON are bad answers. `None` is a 404: "no such
+    /// record" in most department APIs, so an empty table.
+    async fn get(&self, url: url::Url) -> Result<Option<Bytes>> {
+        let resp = self
+            .send(Request::get(url.as_str()).header(header::ACCEPT, "application/json"))
+            .await?;
         let status = resp.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(self.unavailable(format!("upstream answered {status}")));
@@ -221,14 +228,7 @@ impl DataSource for HttpSource {
     /// Reachable means the upstream answers HTTP at all (any status below 500).
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(with_timeout(&self.name, self.limits, async move {
-            let req = Request::head(self.url.as_str())
-                .body(Empty::new())
-                .map_err(|e| self.bad_answer(e.to_string()))?;
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| self.unavailable(format!("request failed: {e}")))?;
+            let resp = self.send(Request::head(self.url.as_str())).await?;
             if resp.status().is_server_error() {
                 return Err(self.unavailable(format!("upstream answered {}", resp.status())));
             }

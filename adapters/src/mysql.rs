@@ -1,7 +1,7 @@
 use std::str::FromStr;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
-use sqlx::{Executor, MySqlPool, Row, TypeInfo, ValueRef};
+use sqlx::{Executor, MySqlPool, Row};
 
 use crate::batch::{Cell, ColKind};
 use crate::source::SourceLimits;
@@ -68,42 +68,38 @@ fn kind_of(ty: &str) -> ColKind {
     }
 }
 
-fn decode(row: &MySqlRow, kinds: &[ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
-    let mut out = Vec::with_capacity(kinds.len());
-    for (i, kind) in kinds.iter().enumerate() {
-        let raw = row.try_get_raw(i)?;
-        if raw.is_null() {
-            out.push(Cell::Null);
-            continue;
-        }
-        let ty = raw.type_info().name().to_ascii_uppercase();
-        let unsigned = ty.contains("UNSIGNED");
-        let cell = match kind {
-            ColKind::Bool => Cell::Bool(row.try_get(i)?),
-            ColKind::Int if unsigned => Cell::Int(
-                i64::try_from(row.try_get::<u64, _>(i)?)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            ),
-            ColKind::Int => Cell::Int(row.try_get(i)?),
-            ColKind::Float if ty == "FLOAT" => Cell::Float(f64::from(row.try_get::<f32, _>(i)?)),
-            ColKind::Float => Cell::Float(row.try_get(i)?),
-            ColKind::Decimal => Cell::Decimal(row.try_get(i)?),
-            ColKind::Date => Cell::Date(row.try_get(i)?),
-            ColKind::Timestamp if ty == "TIMESTAMP" => Cell::Timestamp(
-                row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?
-                    .timestamp_micros(),
-            ),
-            ColKind::Timestamp => Cell::Timestamp(
-                row.try_get::<chrono::NaiveDateTime, _>(i)?
-                    .and_utc()
-                    .timestamp_micros(),
-            ),
-            ColKind::Bytes => Cell::Bytes(row.try_get(i)?),
-            ColKind::Text => Cell::Text(row.try_get(i)?),
-        };
-        out.push(cell);
-    }
-    Ok(out)
+fn decode_cell(
+    row: &MySqlRow,
+    i: usize,
+    kind: &mut ColKind,
+    ty: &str,
+) -> Result<Cell, sqlx::Error> {
+    // sqlx's MySQL type names are upper case ("BIGINT UNSIGNED").
+    let unsigned = ty.contains("UNSIGNED");
+    let cell = match *kind {
+        ColKind::Bool => Cell::Bool(row.try_get(i)?),
+        ColKind::Int if unsigned => Cell::Int(
+            i64::try_from(row.try_get::<u64, _>(i)?)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        ),
+        ColKind::Int => Cell::Int(row.try_get(i)?),
+        ColKind::Float if ty == "FLOAT" => Cell::Float(f64::from(row.try_get::<f32, _>(i)?)),
+        ColKind::Float => Cell::Float(row.try_get(i)?),
+        ColKind::Decimal => Cell::Decimal(row.try_get(i)?),
+        ColKind::Date => Cell::Date(row.try_get(i)?),
+        ColKind::Timestamp if ty == "TIMESTAMP" => Cell::Timestamp(
+            row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?
+                .timestamp_micros(),
+        ),
+        ColKind::Timestamp => Cell::Timestamp(
+            row.try_get::<chrono::NaiveDateTime, _>(i)?
+                .and_utc()
+                .timestamp_micros(),
+        ),
+        ColKind::Bytes => Cell::Bytes(row.try_get(i)?),
+        ColKind::Text => Cell::Text(row.try_get(i)?),
+    };
+    Ok(cell)
 }
 
 sqldb::sqlx_source!(MySqlSource, sqlx::MySql, MySqlRow, begin: Some("START TRANSACTION READ ONLY"), placeholder: |_| "?".to_owned());

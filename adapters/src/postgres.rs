@@ -1,7 +1,7 @@
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{Column, PgPool, Row, TypeInfo, ValueRef};
+use sqlx::{Column, PgPool, Row};
 
 use crate::batch::{Cell, ColKind};
 use crate::source::SourceLimits;
@@ -58,46 +58,38 @@ fn kind_of(ty: &str) -> ColKind {
     }
 }
 
-fn decode(row: &PgRow, kinds: &[ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
-    let mut out = Vec::with_capacity(kinds.len());
-    for (i, kind) in kinds.iter().enumerate() {
-        let raw = row.try_get_raw(i)?;
-        if raw.is_null() {
-            out.push(Cell::Null);
-            continue;
-        }
-        let ty = raw.type_info().name().to_owned();
-        let cell = match (kind, ty.as_str()) {
-            (ColKind::Bool, _) => Cell::Bool(row.try_get(i)?),
-            (ColKind::Int, "INT2") => Cell::Int(i64::from(row.try_get::<i16, _>(i)?)),
-            (ColKind::Int, "INT4") => Cell::Int(i64::from(row.try_get::<i32, _>(i)?)),
-            (ColKind::Int, _) => Cell::Int(row.try_get(i)?),
-            (ColKind::Float, "FLOAT4") => Cell::Float(f64::from(row.try_get::<f32, _>(i)?)),
-            (ColKind::Float, _) => Cell::Float(row.try_get(i)?),
-            (ColKind::Decimal, _) => Cell::Decimal(row.try_get(i)?),
-            (ColKind::Date, _) => Cell::Date(row.try_get(i)?),
-            (ColKind::Timestamp, "TIMESTAMPTZ") => Cell::Timestamp(
-                row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?
-                    .timestamp_micros(),
-            ),
-            (ColKind::Timestamp, _) => Cell::Timestamp(
-                row.try_get::<chrono::NaiveDateTime, _>(i)?
-                    .and_utc()
-                    .timestamp_micros(),
-            ),
-            (ColKind::Bytes, _) => Cell::Bytes(row.try_get(i)?),
-            (ColKind::Text, _) => match row.try_get::<String, _>(i) {
+fn decode_cell(row: &PgRow, i: usize, kind: &mut ColKind, ty: &str) -> Result<Cell, sqlx::Error> {
+    let cell = match (*kind, ty) {
+        (ColKind::Bool, _) => Cell::Bool(row.try_get(i)?),
+        (ColKind::Int, "INT2") => Cell::Int(i64::from(row.try_get::<i16, _>(i)?)),
+        (ColKind::Int, "INT4") => Cell::Int(i64::from(row.try_get::<i32, _>(i)?)),
+        (ColKind::Int, _) => Cell::Int(row.try_get(i)?),
+        (ColKind::Float, "FLOAT4") => Cell::Float(f64::from(row.try_get::<f32, _>(i)?)),
+        (ColKind::Float, _) => Cell::Float(row.try_get(i)?),
+        (ColKind::Decimal, _) => Cell::Decimal(row.try_get(i)?),
+        (ColKind::Date, _) => Cell::Date(row.try_get(i)?),
+        (ColKind::Timestamp, "TIMESTAMPTZ") => Cell::Timestamp(
+            row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)?
+                .timestamp_micros(),
+        ),
+        (ColKind::Timestamp, _) => Cell::Timestamp(
+            row.try_get::<chrono::NaiveDateTime, _>(i)?
+                .and_utc()
+                .timestamp_micros(),
+        ),
+        (ColKind::Bytes, _) => Cell::Bytes(row.try_get(i)?),
+        (ColKind::Text, _) => {
+            match row.try_get::<String, _>(i) {
                 Ok(s) => Cell::Text(s),
                 Err(_) => {
                     return Err(sqlx::Error::Decode(
                         format!("column {} has unsupported type {ty}; cast it to text in the catalog query", row.column(i).name()).into(),
                     ));
                 }
-            },
-        };
-        out.push(cell);
-    }
-    Ok(out)
+            }
+        }
+    };
+    Ok(cell)
 }
 
 sqldb::sqlx_source!(PostgresSource, sqlx::Postgres, PgRow, begin: Some("BEGIN READ ONLY"), placeholder: |i| format!("${i}"));

@@ -5,7 +5,7 @@
 
 use futures_util::TryStreamExt;
 use paotui_policies::catalog::{ParamValue, positional};
-use sqlx::{Column, Database, Executor, IntoArguments, Row, TypeInfo};
+use sqlx::{Column, Database, Executor, IntoArguments, Row, TypeInfo, ValueRef};
 
 use crate::Result;
 use crate::batch::{Cell, ColKind, to_batch};
@@ -17,8 +17,32 @@ pub(crate) trait Dialect: Database {
     fn placeholder(i: usize) -> String;
     /// A column's declared type name → Arrow kind.
     fn kind_of(type_name: &str) -> ColKind;
-    /// Decodes one row; may refine `kinds` where the declared type was not enough.
-    fn decode(row: &Self::Row, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error>;
+    /// Decodes column `i` of a row, a non-NULL value whose type name is `ty`; may refine
+    /// `kind` where the declared type was not enough.
+    fn decode_cell(
+        row: &Self::Row,
+        i: usize,
+        kind: &mut ColKind,
+        ty: &str,
+    ) -> Result<Cell, sqlx::Error>;
+}
+
+/// Decodes one row: NULLs here, everything else by the backend.
+fn decode<DB: Dialect>(row: &DB::Row, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let mut out = Vec::with_capacity(kinds.len());
+    for (i, kind) in kinds.iter_mut().enumerate() {
+        let raw = row.try_get_raw(i)?;
+        if raw.is_null() {
+            out.push(Cell::Null);
+            continue;
+        }
+        let info = raw.type_info();
+        out.push(DB::decode_cell(row, i, kind, info.name())?);
+    }
+    Ok(out)
 }
 
 /// Runs `sql` (with `:name` placeholders) on `exec`, reading at most `limits.max_rows` rows.
@@ -35,6 +59,7 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
 {
     let sql = positional(sql, DB::placeholder);
     let mut q = sqlx::query::<DB>(&sql);
@@ -59,7 +84,7 @@ where
             truncated = true;
             break;
         }
-        rows.push(DB::decode(&row, &mut kinds).map_err(err)?);
+        rows.push(decode::<DB>(&row, &mut kinds).map_err(err)?);
     }
     Ok(Rows {
         batch: to_batch(name, &names, &kinds, &rows)?,
@@ -83,9 +108,13 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
 {
     let err = |e| classify(name, limits, e);
-    // Not getting a connection at all means the database is not there for us.
+    // Failing to get a connection and open the transaction means the database is not
+    // there for us, whatever the driver calls it (a half-open connection's error is
+    // not one `classify` can tell from a bad query); a database's own refusal stays
+    // what `classify` makes of it.
     let mut tx = pool.begin_with(begin).await.map_err(|e| match e {
         sqlx::Error::Database(_) => err(e),
         other => crate::Error::Unavailable {
@@ -128,11 +157,13 @@ macro_rules! sqlx_source {
                 kind_of(ty)
             }
 
-            fn decode(
+            fn decode_cell(
                 row: &$row,
-                kinds: &mut [$crate::batch::ColKind],
-            ) -> std::result::Result<Vec<$crate::batch::Cell>, sqlx::Error> {
-                decode(row, kinds)
+                i: usize,
+                kind: &mut $crate::batch::ColKind,
+                ty: &str,
+            ) -> std::result::Result<$crate::batch::Cell, sqlx::Error> {
+                decode_cell(row, i, kind, ty)
             }
         }
 

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
-use sqlx::{Column, Row, SqlitePool, TypeInfo, ValueRef};
+use sqlx::{Column, Row, SqlitePool, TypeInfo};
 
 use crate::batch::{Cell, ColKind};
 use crate::source::SourceLimits;
@@ -67,49 +67,45 @@ fn kind_of(declared: &str) -> ColKind {
     }
 }
 
-fn decode(row: &SqliteRow, kinds: &mut [ColKind]) -> Result<Vec<Cell>, sqlx::Error> {
-    let mut out = Vec::with_capacity(row.len());
-    for (i, kind) in kinds.iter_mut().enumerate() {
-        let raw = row.try_get_raw(i)?;
-        if raw.is_null() {
-            out.push(Cell::Null);
-            continue;
+fn decode_cell(
+    row: &SqliteRow,
+    i: usize,
+    kind: &mut ColKind,
+    ty: &str,
+) -> Result<Cell, sqlx::Error> {
+    // `ty` is the value's storage class (sqlx names are upper case).
+    let storage = ty;
+    // Expressions (COUNT(*), CASE …) have no declared type: the first non-NULL value's
+    // storage class decides the column's kind.
+    let declared = row.column(i).type_info().name();
+    if *kind == ColKind::Text && matches!(declared, "" | "NULL") {
+        match storage {
+            "INTEGER" => *kind = ColKind::Int,
+            "REAL" => *kind = ColKind::Float,
+            "BLOB" => *kind = ColKind::Bytes,
+            _ => {}
         }
-        let storage = raw.type_info().name().to_ascii_uppercase();
-        // Expressions (COUNT(*), CASE …) have no declared type: the first non-NULL value's
-        // storage class decides the column's kind.
-        let declared = row.column(i).type_info().name().to_ascii_uppercase();
-        if *kind == ColKind::Text && matches!(declared.as_str(), "" | "NULL") {
-            match storage.as_str() {
-                "INTEGER" => *kind = ColKind::Int,
-                "REAL" => *kind = ColKind::Float,
-                "BLOB" => *kind = ColKind::Bytes,
-                _ => {}
-            }
-        }
-        let cell = match (*kind, storage.as_str()) {
-            (ColKind::Decimal, "INTEGER") => Cell::Int(row.try_get(i)?),
-            (ColKind::Decimal, "REAL") => {
-                let f: f64 = row.try_get(i)?;
-                Cell::Decimal(
-                    rust_decimal::Decimal::try_from(f)
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                )
-            }
-            (ColKind::Decimal, _) => {
-                let s: String = row.try_get(i)?;
-                Cell::Decimal(s.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?)
-            }
-            (ColKind::Bool | ColKind::Int, _) => Cell::Int(row.try_get(i)?),
-            (ColKind::Float, _) => Cell::Float(row.try_get(i)?),
-            (ColKind::Bytes, _) => Cell::Bytes(row.try_get(i)?),
-            (ColKind::Text, "INTEGER") => Cell::Int(row.try_get(i)?),
-            (ColKind::Text, "REAL") => Cell::Float(row.try_get(i)?),
-            _ => Cell::Text(row.try_get(i)?),
-        };
-        out.push(cell);
     }
-    Ok(out)
+    let cell = match (*kind, storage) {
+        (ColKind::Decimal, "INTEGER") => Cell::Int(row.try_get(i)?),
+        (ColKind::Decimal, "REAL") => {
+            let f: f64 = row.try_get(i)?;
+            Cell::Decimal(
+                rust_decimal::Decimal::try_from(f).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            )
+        }
+        (ColKind::Decimal, _) => {
+            let s: String = row.try_get(i)?;
+            Cell::Decimal(s.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?)
+        }
+        (ColKind::Bool | ColKind::Int, _) => Cell::Int(row.try_get(i)?),
+        (ColKind::Float, _) => Cell::Float(row.try_get(i)?),
+        (ColKind::Bytes, _) => Cell::Bytes(row.try_get(i)?),
+        (ColKind::Text, "INTEGER") => Cell::Int(row.try_get(i)?),
+        (ColKind::Text, "REAL") => Cell::Float(row.try_get(i)?),
+        _ => Cell::Text(row.try_get(i)?),
+    };
+    Ok(cell)
 }
 
 // No transaction: the connection itself cannot write.

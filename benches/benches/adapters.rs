@@ -141,6 +141,26 @@ mod datafusion_ctx {
     }
 }
 
+/// Fetches with one bound value and decodes every column (text, or a date), counting
+/// rows: the same body for PostgreSQL and MySQL, whose row types differ.
+macro_rules! fetch_decoded {
+    ($pool:expr, $sql:expr, $value:expr) => {{
+        let rows = sqlx::query(&$sql)
+            .bind($value)
+            .fetch_all($pool)
+            .await
+            .unwrap_or_default();
+        rows.iter()
+            .map(|r| {
+                decode_all(r.len(), |i| match r.try_get::<String, _>(i) {
+                    Ok(s) => Ok(s.len()),
+                    Err(_) => r.try_get::<chrono::NaiveDate, _>(i).map(|_| 4),
+                })
+            })
+            .sum()
+    }};
+}
+
 impl Direct {
     async fn run(&self, sql: &str, value: &str) -> usize {
         // Each backend's own placeholder, one parameter.
@@ -158,35 +178,11 @@ impl Direct {
             }
             Direct::Postgres(p) => {
                 let sql = sql.replace(":floor", "$1").replace(":subject", "$1");
-                let rows = sqlx::query(&sql)
-                    .bind(value)
-                    .fetch_all(p)
-                    .await
-                    .unwrap_or_default();
-                rows.iter()
-                    .map(|r| {
-                        decode_all(r.len(), |i| match r.try_get::<String, _>(i) {
-                            Ok(s) => Ok(s.len()),
-                            Err(_) => r.try_get::<chrono::NaiveDate, _>(i).map(|_| 4),
-                        })
-                    })
-                    .sum()
+                fetch_decoded!(p, sql, value)
             }
             Direct::MySql(p) => {
                 let sql = sql.replace(":floor", "?").replace(":subject", "?");
-                let rows = sqlx::query(&sql)
-                    .bind(value)
-                    .fetch_all(p)
-                    .await
-                    .unwrap_or_default();
-                rows.iter()
-                    .map(|r| {
-                        decode_all(r.len(), |i| match r.try_get::<String, _>(i) {
-                            Ok(s) => Ok(s.len()),
-                            Err(_) => r.try_get::<chrono::NaiveDate, _>(i).map(|_| 4),
-                        })
-                    })
-                    .sum()
+                fetch_decoded!(p, sql, value)
             }
             Direct::Engine(c) => c.run(sql, value).await,
         }
