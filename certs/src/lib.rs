@@ -16,6 +16,7 @@ pub mod identity;
 pub mod pemfile;
 pub mod signing;
 pub mod subject;
+pub mod tlog;
 pub mod tls;
 
 pub use error::{Error, Result};

@@ -15,7 +15,7 @@ use paotui_adapters::{
 use paotui_certs::{GatewayKey, Jwks, SubjectKey};
 use paotui_policies::access::CatalogAllowList;
 use paotui_policies::catalog::Catalog;
-use paotui_repository::Store;
+use paotui_repository::{AuditLog, Store};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -32,6 +32,17 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
     if created {
         tracing::info!(kid = key.kid(), "generated gateway signing key");
     }
+    let key = Arc::new(key);
+    let audit = AuditLog::open(store.clone(), key.clone(), cfg.audit.options()?).await?;
+    let auditors = cfg
+        .audit
+        .auditors
+        .iter()
+        .map(|d| {
+            paotui_certs::DeptCode::parse(d)
+                .map_err(|e| Error::Config(format!("[audit] auditors: {d:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let subject_key = SubjectKey::load_or_generate(&cfg.path(&cfg.keys.subject_hmac))?;
     let catalog_path = cfg.path(&cfg.catalog);
     let text =
@@ -118,6 +129,8 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
     };
     Ok(AppState(Arc::new(Inner {
         store,
+        audit,
+        auditors,
         catalog,
         sources,
         policy: Arc::new(CatalogAllowList),
@@ -174,6 +187,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(routes::services::router())
         .merge(routes::keys::router())
+        .merge(routes::audit::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -226,8 +226,8 @@ async fn finish(
         body_sha256: Some(body_sha256),
     };
     let index = match app
-        .store
-        .append_audit(&entry)
+        .audit
+        .append(entry)
         .instrument(tracing::debug_span!("audit.append"))
         .await
     {

@@ -84,6 +84,42 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// The tamper-evident audit log: verify it, print and check inclusion proofs.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every leaf, tree node and root from storage, check every stored
+    /// checkpoint's signature and root, and (with --from-checkpoint) that a checkpoint you
+    /// kept earlier is consistent with the log now. Names the first bad index and exits
+    /// non-zero. Safe to run while the gateway serves.
+    Verify {
+        #[arg(long, short, default_value = "paotui.toml")]
+        config: PathBuf,
+        /// A signed checkpoint (as served at /v1/audit/checkpoint) kept from earlier.
+        #[arg(long, value_name = "FILE")]
+        from_checkpoint: Option<PathBuf>,
+    },
+    /// Print, as JSON, a proof that entry INDEX is in the log: a freshly signed
+    /// checkpoint, the entry with its canonical bytes, and its inclusion proof. A third
+    /// party checks it with `paotui audit check-proof` or any RFC 9162 verifier, needing
+    /// only the checkpoint's verifier key.
+    Proof {
+        index: u64,
+        #[arg(long, short, default_value = "paotui.toml")]
+        config: PathBuf,
+    },
+    /// Check a proof printed by `paotui audit proof` offline, with the verifier key alone
+    /// (`<origin>+<key id>+<key>`, as `paotui audit verify` prints it).
+    CheckProof {
+        file: PathBuf,
+        #[arg(long, value_name = "VKEY")]
+        verifier_key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +231,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Ca { command } => ca(command),
+        Command::Audit { command } => {
+            telemetry::init("warn");
+            crate::audit_cli::run(command).await
+        }
         Command::Catalog {
             command: CatalogCommand::Check { file },
         } => {

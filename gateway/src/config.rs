@@ -29,6 +29,8 @@ pub struct Config {
     pub keys: KeysConfig,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Department data sources by name; catalog services refer to them.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
@@ -100,6 +102,51 @@ impl Default for Limits {
             max_rows: 1_000,
             crl_poll_ms: 2_000,
         }
+    }
+}
+
+/// The tamper-evident audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The log's name: the first line of every checkpoint and the checkpoint key's name
+    /// (C2SP signed-note), e.g. `gateway.example.gov.cn/audit`. Changing it starts a
+    /// differently named log for verifiers.
+    pub origin: String,
+    /// Department codes whose systems may read the log (`/v1/audit/*`): 电子监察.
+    pub auditors: Vec<String>,
+    /// Most entries committed in one transaction.
+    pub max_batch: usize,
+    /// How long a batch waits for more entries once it has one (µs). 0 commits what is
+    /// queued at once; batches still form while the previous commit runs.
+    pub max_wait_us: u64,
+    /// A signed checkpoint is stored with the first batch after this interval (ms).
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            origin: "paotui.local/audit".into(),
+            auditors: vec!["JC".into()],
+            max_batch: 4096,
+            max_wait_us: 0,
+            checkpoint_interval_ms: 1_000,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn options(&self) -> Result<paotui_repository::AuditOptions> {
+        if self.max_batch == 0 {
+            return Err(Error::Config("[audit] max_batch must be at least 1".into()));
+        }
+        Ok(paotui_repository::AuditOptions {
+            origin: self.origin.clone(),
+            max_batch: self.max_batch,
+            max_wait: std::time::Duration::from_micros(self.max_wait_us),
+            checkpoint_interval: std::time::Duration::from_millis(self.checkpoint_interval_ms),
+        })
     }
 }
 

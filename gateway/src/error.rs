@@ -54,6 +54,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Client(String),
+    /// `paotui audit verify` / `check-proof` found the log or a proof bad.
+    #[error("{0}")]
+    Verification(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -91,9 +94,17 @@ impl Error {
                 (StatusCode::GATEWAY_TIMEOUT, "source-timeout")
             }
             Source(_) => (StatusCode::BAD_GATEWAY, "source-failed"),
-            Config(_) | Certs(_) | Store(_) | Io { .. } | Client(_) | Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            Store(paotui_repository::Error::NotFound(_)) => (StatusCode::NOT_FOUND, "not-found"),
+            Store(paotui_repository::Error::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "audit-unavailable")
             }
+            Config(_)
+            | Certs(_)
+            | Store(_)
+            | Io { .. }
+            | Client(_)
+            | Verification(_)
+            | Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
@@ -111,9 +122,16 @@ impl Error {
             Source(paotui_adapters::Error::Query { source_name, .. }) => {
                 format!("source {source_name} failed to answer the query")
             }
-            Config(_) | Certs(_) | Store(_) | Io { .. } | Client(_) | Internal(_) | Source(_) => {
-                "internal error".to_owned()
-            }
+            Store(paotui_repository::Error::NotFound(m)) => m.clone(),
+            Store(paotui_repository::Error::Unavailable(_)) => AuditUnavailable.to_string(),
+            Config(_)
+            | Certs(_)
+            | Store(_)
+            | Io { .. }
+            | Client(_)
+            | Verification(_)
+            | Internal(_)
+            | Source(_) => "internal error".to_owned(),
             other => other.to_string(),
         }
     }

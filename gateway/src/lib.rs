@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_cli;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -7,7 +7,7 @@ use paotui_adapters::DataSource;
 use paotui_certs::{GatewayKey, Jwks, SubjectKey};
 use paotui_policies::access::AccessPolicy;
 use paotui_policies::catalog::Catalog;
-use paotui_repository::Store;
+use paotui_repository::{AuditLog, Store};
 
 use crate::config::Limits;
 
@@ -16,10 +16,13 @@ pub struct AppState(pub Arc<Inner>);
 
 pub struct Inner {
     pub store: Store,
+    pub audit: AuditLog,
+    /// Departments whose systems may read the audit log.
+    pub auditors: Vec<paotui_certs::DeptCode>,
     pub catalog: Catalog,
     pub sources: HashMap<String, Arc<dyn DataSource>>,
     pub policy: Arc<dyn AccessPolicy>,
-    pub key: GatewayKey,
+    pub key: Arc<GatewayKey>,
     pub jwks: Jwks,
     pub subject_key: SubjectKey,
     pub limits: Limits,

@@ -8,6 +8,16 @@ pub enum Error {
     BadUrl(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The log moved on under this node (another gateway node appended).
+    #[error("audit log conflict: {0}")]
+    Conflict(String),
+    /// The audit log cannot take entries now (a batch commit failed).
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Crypto(#[from] paotui_certs::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

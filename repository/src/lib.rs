@@ -1,16 +1,22 @@
 //! paotui-repository: the gateway's own store.
 //!
 //! One [`Store`] with two backends — SQLite (the default: files in the data dir, WAL,
-//! `synchronous = FULL`) and PostgreSQL (for several gateway nodes) — and the audit log's
-//! append boundary: [`Store::append_audit`] returns only after the entry is committed.
+//! `synchronous = FULL`) and PostgreSQL (for several gateway nodes) — and the
+//! tamper-evident audit log on it: [`AuditLog`] group-commits entries with their RFC 6962
+//! Merkle tree nodes and signs C2SP checkpoints; [`verify::verify`] recomputes it all.
 //!
 //! It never sees a plaintext personal identifier: callers hand it HMACs and hashes.
 #![forbid(unsafe_code)]
 
 mod audit;
 mod error;
+mod log;
 mod store;
+mod tree;
+pub mod verify;
 
-pub use audit::{AuditEntry, NewAuditEntry, Outcome};
+pub use audit::{AuditEntry, ENTRY_FORMAT_V1, NewAuditEntry, Outcome};
 pub use error::{Error, Result};
+pub use log::{AuditLog, AuditOptions, SignedCheckpoint};
 pub use store::Store;
+pub use tree::StoredCheckpoint;

@@ -4,13 +4,12 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
-use tokio::sync::Mutex;
 
 use crate::audit::{AuditEntry, NewAuditEntry, Outcome};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -18,15 +17,10 @@ enum Backend {
 /// The gateway's store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    backend: Backend,
-    // One appender per process: indices are dense and assigned in commit order.
-    append_lock: std::sync::Arc<Mutex<()>>,
+    pub(crate) backend: Backend,
 }
 
-// A fixed advisory-lock key serialises appenders across gateway nodes on PostgreSQL.
-const PG_AUDIT_LOCK: i64 = 0x7061_6f74_7569; // "paotui"
-
-const COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_system, caller_serial, operator, \
+pub(crate) const COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_system, caller_serial, operator, \
      action, service, case_id, matter, outcome, status, reason, subject_hmac, fields, body_sha256";
 
 impl Store {
@@ -60,10 +54,7 @@ impl Store {
         } else {
             return Err(Error::BadUrl(url.to_owned()));
         };
-        Ok(Store {
-            backend,
-            append_lock: Default::default(),
-        })
+        Ok(Store { backend })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -89,61 +80,6 @@ impl Store {
         }
     }
 
-    /// Appends one audit entry and returns its index once the transaction has committed.
-    pub async fn append_audit(&self, e: &NewAuditEntry) -> Result<u64> {
-        let fields = serde_json::to_string(&e.fields).map_err(|x| Error::Invalid(x.to_string()))?;
-        let _guard = self.append_lock.lock().await;
-        macro_rules! bind_all {
-            ($q:expr) => {
-                $q.bind(e.at_us)
-                    .bind(&e.request_id)
-                    .bind(&e.caller_dept)
-                    .bind(&e.caller_system)
-                    .bind(&e.caller_serial)
-                    .bind(&e.operator)
-                    .bind(&e.action)
-                    .bind(&e.service)
-                    .bind(&e.case_id)
-                    .bind(&e.matter)
-                    .bind(e.outcome.as_str())
-                    .bind(i32::from(e.status))
-                    .bind(&e.reason)
-                    .bind(&e.subject_hmac)
-                    .bind(&fields)
-                    .bind(&e.body_sha256)
-            };
-        }
-        let idx: i64 = match &self.backend {
-            Backend::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                let sql = format!(
-                    "INSERT INTO audit_entries ({COLUMNS}) \
-                     SELECT COALESCE(MAX(idx) + 1, 0), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-                     FROM audit_entries RETURNING idx"
-                );
-                let row = bind_all!(sqlx::query(&sql)).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                row.try_get(0)?
-            }
-            Backend::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(PG_AUDIT_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                let sql = format!(
-                    "INSERT INTO audit_entries ({COLUMNS}) \
-                     SELECT COALESCE(MAX(idx) + 1, 0), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
-                     FROM audit_entries RETURNING idx"
-                );
-                let row = bind_all!(sqlx::query(&sql)).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                row.try_get(0)?
-            }
-        };
-        u64::try_from(idx).map_err(|_| Error::Invalid("negative audit index".into()))
-    }
-
     /// Number of entries in the log.
     pub async fn audit_len(&self) -> Result<u64> {
         let n: i64 = match &self.backend {
@@ -163,12 +99,17 @@ impl Store {
 
     /// One entry by index.
     pub async fn audit_entry(&self, index: u64) -> Result<Option<AuditEntry>> {
-        let idx = i64::try_from(index).map_err(|_| Error::Invalid("index out of range".into()))?;
-        Ok(self.audit_range(idx, idx + 1).await?.pop())
+        Ok(self
+            .audit_range(index, index.saturating_add(1))
+            .await?
+            .pop())
     }
 
     /// Entries with `from <= idx < to`, in index order.
-    pub async fn audit_range(&self, from: i64, to: i64) -> Result<Vec<AuditEntry>> {
+    pub async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<AuditEntry>> {
+        // Indices beyond i64 cannot be stored; clamping keeps the query total.
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let to = i64::try_from(to).unwrap_or(i64::MAX);
         match &self.backend {
             Backend::Sqlite(p) => {
                 let sql = format!(

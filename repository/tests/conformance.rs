@@ -1,16 +1,19 @@
-use paotui_repository::{NewAuditEntry, Outcome, Store};
+use std::sync::Arc;
+
+use paotui_certs::GatewayKey;
+use paotui_repository::{AuditLog, AuditOptions, NewAuditEntry, Outcome, Store};
 use sqlx::Connection;
 
 const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A PostgreSQL database that exists for one test and is dropped after it.
-struct PgDb {
+pub struct PgDb {
     name: String,
 }
 
 impl PgDb {
     /// `None` when PostgreSQL is unreachable outside CI; under `CI=true` that is a failure.
-    async fn create() -> Option<(PgDb, String)> {
+    pub async fn create() -> Option<(PgDb, String)> {
         let mut admin = match sqlx::PgConnection::connect(PG_ADMIN).await {
             Ok(c) => c,
             Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
@@ -28,7 +31,7 @@ impl PgDb {
         Some((PgDb { name }, url))
     }
 
-    async fn drop_db(self, store: Store) {
+    pub async fn drop_db(self, store: Store) {
         store.close().await;
         let mut admin = sqlx::PgConnection::connect(PG_ADMIN).await.unwrap();
         sqlx::query(&format!(
@@ -41,7 +44,7 @@ impl PgDb {
     }
 }
 
-fn entry(i: usize) -> NewAuditEntry {
+pub fn entry(i: usize) -> NewAuditEntry {
     NewAuditEntry {
         at_us: 1_700_000_000_000_000 + i as i64,
         request_id: format!("req-{i}"),
@@ -66,10 +69,18 @@ fn entry(i: usize) -> NewAuditEntry {
     }
 }
 
+pub async fn open_log(store: &Store, opts: AuditOptions) -> AuditLog {
+    let (key, _) = GatewayKey::generate().unwrap();
+    AuditLog::open(store.clone(), Arc::new(key), opts)
+        .await
+        .unwrap()
+}
+
 async fn append_round_trip(store: &Store) {
+    let log = open_log(store, AuditOptions::default()).await;
     assert_eq!(store.audit_len().await.unwrap(), 0);
     for i in 0..5 {
-        assert_eq!(store.append_audit(&entry(i)).await.unwrap(), i as u64);
+        assert_eq!(log.append(entry(i)).await.unwrap(), i as u64);
     }
     assert_eq!(store.audit_len().await.unwrap(), 5);
     let got = store.audit_entry(3).await.unwrap().unwrap();
@@ -84,12 +95,13 @@ async fn append_round_trip(store: &Store) {
 }
 
 async fn concurrent_appends_are_dense(store: &Store) {
+    let log = open_log(store, AuditOptions::default()).await;
     let base = store.audit_len().await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let s = store.clone();
+        let l = log.clone();
         tasks.push(tokio::spawn(async move {
-            s.append_audit(&entry(100 + i)).await.unwrap()
+            l.append(entry(100 + i)).await.unwrap()
         }));
     }
     let mut got = Vec::new();
@@ -98,6 +110,10 @@ async fn concurrent_appends_are_dense(store: &Store) {
     }
     got.sort();
     assert_eq!(got, (base..base + 40).collect::<Vec<_>>());
+    // The checkpoint covers every append that has returned, and matches the stored tree.
+    let cp = log.checkpoint();
+    assert_eq!(cp.checkpoint.size, base + 40);
+    assert_eq!(cp.checkpoint.root, store.root_at(base + 40).await.unwrap());
     store.ping().await.unwrap();
 }
 

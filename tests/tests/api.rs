@@ -29,7 +29,7 @@ async fn audited(app: &TestApp, jwks: &Jwks, r: &Reply) -> AuditEntry {
     );
     let request_id = r.header("x-request-id").unwrap();
     assert_eq!(entry.entry.request_id, request_id);
-    let all = store.audit_range(0, i64::MAX).await.unwrap();
+    let all = store.audit_range(0, u64::MAX).await.unwrap();
     assert_eq!(
         all.iter()
             .filter(|e| e.entry.request_id == request_id)

@@ -1,5 +1,6 @@
 //! One router per area, merged in [`crate::app::router`].
 
+pub mod audit;
 pub mod health;
 pub mod keys;
 pub mod services;

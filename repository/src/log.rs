@@ -1,0 +1,334 @@
+//! The audit log's append path: one sequencer task group-commits concurrent appends.
+//!
+//! Every request hands its entry to the sequencer and waits. The sequencer takes what is
+//! queued (up to `max_batch`, waiting at most `max_wait` for more), assigns dense indices,
+//! extends the Merkle tree, signs a checkpoint for the new size and commits entries, tree
+//! nodes and (at most every `checkpoint_interval`) the checkpoint in one transaction —
+//! one fsync for the whole batch. Only then does it wake the waiters with their indices.
+//! If the commit fails, every waiter of the batch gets an error and the tree in memory is
+//! left as it was, so no answer leaves for an entry that is not durable.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paotui_certs::GatewayKey;
+use paotui_certs::tlog::{Checkpoint, Frontier, Hash, NodeId, NoteSigner};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use crate::audit::{AuditEntry, NewAuditEntry};
+use crate::tree::StoredCheckpoint;
+use crate::{Error, Result, Store};
+
+/// How the sequencer batches and checkpoints.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// The log's origin line, also the checkpoint signing key's name.
+    pub origin: String,
+    /// Most entries committed in one transaction.
+    pub max_batch: usize,
+    /// How long the sequencer waits for more entries once it has one. Zero: commit what is
+    /// queued at once (batches still form while the previous commit runs).
+    pub max_wait: Duration,
+    /// A signed checkpoint is stored with the first batch after this much time.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            origin: "paotui.local/audit".into(),
+            max_batch: 4096,
+            max_wait: Duration::ZERO,
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A checkpoint and its signed note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub note: String,
+}
+
+struct Job {
+    entry: NewAuditEntry,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+/// The audit log. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    store: Store,
+    jobs: mpsc::Sender<Job>,
+    latest: watch::Receiver<Arc<SignedCheckpoint>>,
+    verifier_key: String,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("size", &self.latest.borrow().checkpoint.size)
+            .finish()
+    }
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn sign(key: &GatewayKey, origin: &str, size: u64, root: Hash) -> Result<SignedCheckpoint> {
+    let checkpoint = Checkpoint {
+        origin: origin.to_owned(),
+        size,
+        root,
+        extensions: vec![],
+    };
+    let note = NoteSigner::new(origin, key)?.sign(&checkpoint.to_text())?;
+    Ok(SignedCheckpoint { checkpoint, note })
+}
+
+/// Builds the tree of entries that were stored before the tree existed (logs written
+/// by an earlier version), so that every entry is covered.
+async fn backfill(store: &Store) -> Result<u64> {
+    let entries = store.next_index().await?;
+    let leaves = store.tree_size().await?;
+    if leaves > entries {
+        return Err(Error::Invalid(format!(
+            "audit log damaged: the tree holds {leaves} leaves but the log ends at {entries}; \
+             run `paotui audit verify`"
+        )));
+    }
+    if leaves < entries {
+        tracing::info!(from = leaves, to = entries, "building the audit tree");
+        let mut f = store.frontier(leaves).await?;
+        let mut at = leaves;
+        while at < entries {
+            let to = (at + 10_000).min(entries);
+            let rows = store.audit_range(at, to).await?;
+            let mut nodes = Vec::new();
+            for r in &rows {
+                if r.index != f.size() {
+                    return Err(Error::Invalid(format!(
+                        "audit log damaged: entry {} is missing; run `paotui audit verify`",
+                        f.size()
+                    )));
+                }
+                f.push(r.entry.leaf_hash(), |id, h| nodes.push((id, *h)));
+            }
+            store.write_nodes(&nodes).await?;
+            at = to;
+        }
+    }
+    Ok(entries)
+}
+
+impl AuditLog {
+    /// Opens the log on `store` and starts its sequencer.
+    pub async fn open(store: Store, key: Arc<GatewayKey>, opts: AuditOptions) -> Result<AuditLog> {
+        NoteSigner::new(&opts.origin, &key)?;
+        let size = backfill(&store).await?;
+        let frontier = store.frontier(size).await?;
+        let first = sign(&key, &opts.origin, size, frontier.root())?;
+        let verifier_key = NoteSigner::new(&opts.origin, &key)?.verifier_key();
+        let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 4);
+        let (latest_tx, latest) = watch::channel(Arc::new(first));
+        let seq = Sequencer {
+            store: store.clone(),
+            key,
+            opts,
+            frontier,
+            stale: false,
+            last_stored: None,
+            latest: latest_tx,
+        };
+        tokio::spawn(
+            seq.run(rx)
+                .instrument(tracing::info_span!("audit.sequencer")),
+        );
+        Ok(AuditLog {
+            store,
+            jobs: tx,
+            latest,
+            verifier_key,
+        })
+    }
+
+    /// Appends an entry; returns its index once its batch is committed.
+    pub async fn append(&self, entry: NewAuditEntry) -> Result<u64> {
+        let (done, rx) = oneshot::channel();
+        self.jobs
+            .send(Job { entry, done })
+            .await
+            .map_err(|_| Error::Unavailable("the audit sequencer has stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::Unavailable("the audit sequencer has stopped".into()))?
+            .map_err(Error::Unavailable)
+    }
+
+    /// The latest signed checkpoint (covers every entry whose append has returned).
+    pub fn checkpoint(&self) -> Arc<SignedCheckpoint> {
+        self.latest.borrow().clone()
+    }
+
+    /// The signed-note verifier key of the checkpoints.
+    pub fn verifier_key(&self) -> &str {
+        &self.verifier_key
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Checks a requested tree size against the log (other nodes may have appended, so
+    /// the store is asked when the size is beyond this node's checkpoint).
+    async fn check_size(&self, size: u64) -> Result<()> {
+        if size <= self.checkpoint().checkpoint.size {
+            return Ok(());
+        }
+        let stored = self.store.tree_size().await?;
+        if size > stored {
+            return Err(Error::NotFound(format!(
+                "tree size {size} is beyond the log ({stored} entries)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The inclusion proof of `index` in the tree of `size` leaves.
+    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
+        self.check_size(size).await?;
+        if index >= size {
+            return Err(Error::NotFound(format!(
+                "entry {index} is not in a tree of {size} entries"
+            )));
+        }
+        self.store.inclusion_proof(index, size).await
+    }
+
+    /// The consistency proof from `from` to `to` entries.
+    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>> {
+        if from > to {
+            return Err(Error::Invalid(format!(
+                "from ({from}) must not exceed to ({to})"
+            )));
+        }
+        self.check_size(to).await?;
+        self.store.consistency_proof(from, to).await
+    }
+
+    /// One stored entry.
+    pub async fn entry(&self, index: u64) -> Result<Option<AuditEntry>> {
+        self.store.audit_entry(index).await
+    }
+}
+
+struct Sequencer {
+    store: Store,
+    key: Arc<GatewayKey>,
+    opts: AuditOptions,
+    frontier: Frontier,
+    /// A commit failed in a way that may or may not have reached the disk: reload the
+    /// tree's edge from the store before the next batch.
+    stale: bool,
+    last_stored: Option<Instant>,
+    latest: watch::Sender<Arc<SignedCheckpoint>>,
+}
+
+impl Sequencer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let max = self.opts.max_batch.max(1);
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            if !self.opts.max_wait.is_zero() && batch.len() < max {
+                let deadline = tokio::time::Instant::now() + self.opts.max_wait;
+                while batch.len() < max {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(j)) => batch.push(j),
+                        _ => break,
+                    }
+                }
+            }
+            let n = batch.len();
+            let result = self
+                .commit(&batch)
+                .instrument(tracing::debug_span!("audit.commit", entries = n))
+                .await;
+            match result {
+                Ok(first_index) => {
+                    for (i, job) in batch.into_iter().enumerate() {
+                        // A waiter that went away (client hung up) needs no answer.
+                        let _ = job.done.send(Ok(first_index + i as u64));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, entries = n, "audit batch not committed");
+                    let msg = e.to_string();
+                    for job in batch {
+                        let _ = job.done.send(Err(msg.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(&mut self, batch: &[Job]) -> Result<u64> {
+        // Two tries: the second after reloading the edge when another node appended.
+        for _ in 0..2 {
+            if self.stale {
+                let size = self.store.next_index().await?;
+                self.frontier = self.store.frontier(size).await?;
+                self.stale = false;
+            }
+            let first = self.frontier.size();
+            let mut f = self.frontier.clone();
+            let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(batch.len() * 2 + 64);
+            for j in batch {
+                f.push(j.entry.leaf_hash(), |id, h| nodes.push((id, *h)));
+            }
+            let signed = sign(&self.key, &self.opts.origin, f.size(), f.root())?;
+            let due = self
+                .last_stored
+                .is_none_or(|t| t.elapsed() >= self.opts.checkpoint_interval);
+            let stored = due.then(|| StoredCheckpoint {
+                tree_size: f.size(),
+                at_us: now_us(),
+                root: signed.checkpoint.root,
+                note: signed.note.clone(),
+            });
+            let entries: Vec<&NewAuditEntry> = batch.iter().map(|j| &j.entry).collect();
+            match self
+                .store
+                .commit_batch(first, &entries, &nodes, stored.as_ref())
+                .await
+            {
+                Ok(()) => {
+                    self.frontier = f;
+                    if due {
+                        self.last_stored = Some(Instant::now());
+                    }
+                    self.latest.send_replace(Arc::new(signed));
+                    return Ok(first);
+                }
+                Err(Error::Conflict(why)) => {
+                    tracing::info!(%why, "audit log moved on elsewhere; reloading its edge");
+                    self.stale = true;
+                }
+                Err(e) => {
+                    self.stale = true;
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::Conflict(
+            "the audit log kept moving under this node".into(),
+        ))
+    }
+}

@@ -1,0 +1,304 @@
+//! The audit log's stored Merkle tree: batch commits of entries with their tree nodes,
+//! node reads, proofs and checkpoints, on both backends.
+//!
+//! Every perfect subtree hash is a row of `audit_tree`, so an inclusion or consistency
+//! proof is one query for O(log n) rows (RFC 9162 proofs are made of at most one
+//! non-perfect subtree per level, each a fold of perfect ones), never a rebuild.
+
+use std::collections::HashMap;
+
+use paotui_certs::tlog::{self, Frontier, Hash, NodeId};
+use sqlx::QueryBuilder;
+
+use crate::audit::NewAuditEntry;
+use crate::store::{Backend, COLUMNS};
+use crate::{Error, Result, Store};
+
+// A fixed advisory-lock key serialises appenders across gateway nodes on PostgreSQL.
+const PG_AUDIT_LOCK: i64 = 0x7061_6f74_7569; // "paotui"
+
+// Rows per INSERT: 17 binds per entry stays under SQLite's 32,766 and PostgreSQL's 65,535
+// bind limits.
+const ENTRY_ROWS: usize = 1_000;
+const NODE_ROWS: usize = 5_000;
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub tree_size: u64,
+    pub at_us: i64,
+    pub root: Hash,
+    /// The C2SP signed note (checkpoint text, blank line, signature line).
+    pub note: String,
+}
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::Invalid(format!("{v} is out of range")))
+}
+
+fn to_u64(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Invalid(format!("stored value {v} is negative")))
+}
+
+fn to_hash(v: Vec<u8>) -> Result<Hash> {
+    v.try_into()
+        .map_err(|_| Error::Invalid("stored hash is not 32 bytes".into()))
+}
+
+/// Runs the same code against whichever pool the store has. The body is expanded once
+/// per backend, so generic sqlx calls resolve to the right database.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => {
+                #[allow(unused)]
+                type $db = sqlx::Sqlite;
+                $body
+            }
+            Backend::Postgres($pool) => {
+                #[allow(unused)]
+                type $db = sqlx::Postgres;
+                $body
+            }
+        }
+    };
+}
+
+/// Inserts tree nodes inside an open transaction, in chunks.
+macro_rules! insert_nodes {
+    ($tx:ident, $db:ident, $nodes:expr) => {
+        for chunk in $nodes.chunks(NODE_ROWS) {
+            let rows: Vec<(i32, i64, Vec<u8>)> = chunk
+                .iter()
+                .map(|(id, h)| Ok((i32::from(id.level), to_i64(id.index)?, h.to_vec())))
+                .collect::<Result<_>>()?;
+            let mut q = QueryBuilder::<$db>::new("INSERT INTO audit_tree (level, idx, hash) ");
+            q.push_values(rows, |mut b, (l, i, h)| {
+                b.push_bind(l).push_bind(i).push_bind(h);
+            });
+            q.build().execute(&mut *$tx).await?;
+        }
+    };
+}
+
+impl Store {
+    /// The index the next entry gets: one past the highest stored entry.
+    pub async fn next_index(&self) -> Result<u64> {
+        let sql = "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries";
+        let n: i64 = on_pool!(self, p, DB => sqlx::query_scalar(sql).fetch_one(p).await?);
+        to_u64(n)
+    }
+
+    /// The number of leaves in the stored tree.
+    pub async fn tree_size(&self) -> Result<u64> {
+        let sql = "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tree WHERE level = 0";
+        let n: i64 = on_pool!(self, p, DB => sqlx::query_scalar(sql).fetch_one(p).await?);
+        to_u64(n)
+    }
+
+    /// The stored hashes of `ids`, in order. A missing node is an error (the tree is
+    /// damaged or the size is beyond the log).
+    pub async fn tree_nodes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut wanted: Vec<NodeId> = ids.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let rows: Vec<(i32, i64, Vec<u8>)> = on_pool!(self, p, DB => {
+            let mut q = QueryBuilder::<DB>::new("SELECT level, idx, hash FROM audit_tree WHERE ");
+            let mut sep = q.separated(" OR ");
+            for id in &wanted {
+                sep.push("(level = ");
+                sep.push_bind_unseparated(i32::from(id.level));
+                sep.push_unseparated(" AND idx = ");
+                sep.push_bind_unseparated(to_i64(id.index)?);
+                sep.push_unseparated(")");
+            }
+            q.build_query_as().fetch_all(p).await?
+        });
+        let mut found: HashMap<NodeId, Hash> = HashMap::with_capacity(rows.len());
+        for (level, idx, hash) in rows {
+            let level = u8::try_from(level)
+                .map_err(|_| Error::Invalid(format!("stored tree level {level}")))?;
+            found.insert(
+                NodeId {
+                    level,
+                    index: to_u64(idx)?,
+                },
+                to_hash(hash)?,
+            );
+        }
+        ids.iter()
+            .map(|id| {
+                found.get(id).copied().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "audit tree node (level {}, index {}) is missing; run `paotui audit verify`",
+                        id.level, id.index
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Stored nodes of one level with `from <= index < to`, in index order.
+    pub async fn tree_level(&self, level: u8, from: u64, to: u64) -> Result<Vec<(u64, Hash)>> {
+        let (level, from, to) = (i32::from(level), to_i64(from)?, to_i64(to)?);
+        let rows: Vec<(i64, Vec<u8>)> = on_pool!(self, p, DB => {
+            let mut q = QueryBuilder::<DB>::new("SELECT idx, hash FROM audit_tree WHERE level = ");
+            q.push_bind(level).push(" AND idx >= ").push_bind(from);
+            q.push(" AND idx < ").push_bind(to).push(" ORDER BY idx");
+            q.build_query_as().fetch_all(p).await?
+        });
+        rows.into_iter()
+            .map(|(i, h)| Ok((to_u64(i)?, to_hash(h)?)))
+            .collect()
+    }
+
+    /// The right edge of the stored tree of `size` leaves.
+    pub async fn frontier(&self, size: u64) -> Result<Frontier> {
+        let hashes = self.tree_nodes(&Frontier::ids(size)).await?;
+        Ok(Frontier::from_hashes(size, &hashes)?)
+    }
+
+    /// The root of the stored tree at `size` (any size up to the current one).
+    pub async fn root_at(&self, size: u64) -> Result<Hash> {
+        Ok(self.frontier(size).await?.root())
+    }
+
+    /// Resolves leaf ranges into their subtree hashes with one query.
+    async fn ranges(&self, ranges: &[(u64, u64)]) -> Result<Vec<Hash>> {
+        let parts: Vec<Vec<NodeId>> = ranges
+            .iter()
+            .map(|&(a, b)| tlog::perfect_subtrees(a, b))
+            .collect();
+        let all: Vec<NodeId> = parts.iter().flatten().copied().collect();
+        let hashes = self.tree_nodes(&all).await?;
+        let mut at = 0;
+        let mut out = Vec::with_capacity(parts.len());
+        for p in &parts {
+            let h = tlog::fold_range(&hashes[at..at + p.len()])
+                .ok_or_else(|| Error::Invalid("empty proof range".into()))?;
+            out.push(h);
+            at += p.len();
+        }
+        Ok(out)
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of `size` leaves.
+    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
+        if index >= size {
+            return Err(Error::Invalid(format!(
+                "index {index} is not below tree size {size}"
+            )));
+        }
+        self.ranges(&tlog::inclusion_ranges(index, size)).await
+    }
+
+    /// The consistency proof from tree size `from` to tree size `to`.
+    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>> {
+        if from > to {
+            return Err(Error::Invalid(format!(
+                "from ({from}) must not exceed to ({to})"
+            )));
+        }
+        self.ranges(&tlog::consistency_ranges(from, to)).await
+    }
+
+    /// Stored checkpoints, smallest tree first.
+    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>> {
+        let sql = "SELECT tree_size, at_us, root, note FROM audit_checkpoints ORDER BY tree_size";
+        let rows: Vec<(i64, i64, Vec<u8>, String)> =
+            on_pool!(self, p, DB => sqlx::query_as(sql).fetch_all(p).await?);
+        rows.into_iter()
+            .map(|(s, at_us, root, note)| {
+                Ok(StoredCheckpoint {
+                    tree_size: to_u64(s)?,
+                    at_us,
+                    root: to_hash(root)?,
+                    note,
+                })
+            })
+            .collect()
+    }
+
+    /// Commits a batch in one transaction: `entries` get indices `first..`, with their
+    /// tree `nodes` and, when due, a checkpoint. Fails with [`Error::Conflict`] when the
+    /// log no longer ends at `first` (another gateway node appended).
+    pub(crate) async fn commit_batch(
+        &self,
+        first: u64,
+        entries: &[&NewAuditEntry],
+        nodes: &[(NodeId, Hash)],
+        checkpoint: Option<&StoredCheckpoint>,
+    ) -> Result<()> {
+        let fields: Vec<String> = entries
+            .iter()
+            .map(|e| serde_json::to_string(&e.fields).map_err(|x| Error::Invalid(x.to_string())))
+            .collect::<Result<_>>()?;
+        let first_i = to_i64(first)?;
+        on_pool!(self, p, DB => {
+            let mut tx = p.begin().await?;
+            if matches!(self.backend, Backend::Postgres(_)) {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PG_AUDIT_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let end: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
+                .fetch_one(&mut *tx)
+                .await?;
+            if end != first_i {
+                return Err(Error::Conflict(format!(
+                    "the log ends at {end}, this node expected {first}"
+                )));
+            }
+            for (c, chunk) in entries.chunks(ENTRY_ROWS).enumerate() {
+                let mut q = QueryBuilder::<DB>::new(format!("INSERT INTO audit_entries ({COLUMNS}) "));
+                let base = first_i + (c * ENTRY_ROWS) as i64;
+                q.push_values(chunk.iter().enumerate(), |mut b, (i, e)| {
+                    b.push_bind(base + i as i64)
+                        .push_bind(e.at_us)
+                        .push_bind(e.request_id.clone())
+                        .push_bind(e.caller_dept.clone())
+                        .push_bind(e.caller_system.clone())
+                        .push_bind(e.caller_serial.clone())
+                        .push_bind(e.operator.clone())
+                        .push_bind(e.action.clone())
+                        .push_bind(e.service.clone())
+                        .push_bind(e.case_id.clone())
+                        .push_bind(e.matter.clone())
+                        .push_bind(e.outcome.as_str())
+                        .push_bind(i32::from(e.status))
+                        .push_bind(e.reason.clone())
+                        .push_bind(e.subject_hmac.clone())
+                        .push_bind(fields[c * ENTRY_ROWS + i].clone())
+                        .push_bind(e.body_sha256.clone());
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            insert_nodes!(tx, DB, nodes);
+            if let Some(cp) = checkpoint {
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO audit_checkpoints (tree_size, at_us, root, note) VALUES (",
+                );
+                q.push_bind(to_i64(cp.tree_size)?).push(", ").push_bind(cp.at_us);
+                q.push(", ").push_bind(cp.root.to_vec()).push(", ").push_bind(cp.note.clone());
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Writes tree nodes on their own (building the tree of a log that predates it).
+    pub(crate) async fn write_nodes(&self, nodes: &[(NodeId, Hash)]) -> Result<()> {
+        on_pool!(self, p, DB => {
+            let mut tx = p.begin().await?;
+            insert_nodes!(tx, DB, nodes);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,380 @@
+//! The tamper-evident log on both backends: proofs from the stored tree, checkpoints,
+//! group-commit failure, backfill, and `verify` naming the index of every kind of
+//! tampering.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paotui_certs::GatewayKey;
+use paotui_certs::tlog::{self, Checkpoint, NoteVerifier};
+use paotui_repository::verify::verify;
+use paotui_repository::{AuditLog, AuditOptions, NewAuditEntry, Store};
+use proptest::prelude::*;
+use sqlx::Connection;
+
+use crate::conformance::{PgDb, entry};
+
+const ORIGIN: &str = "paotui.test/audit";
+
+fn opts() -> AuditOptions {
+    AuditOptions {
+        origin: ORIGIN.into(),
+        ..AuditOptions::default()
+    }
+}
+
+/// A store of one backend, with a way to run raw SQL on it as an attacker would.
+struct Backend {
+    store: Store,
+    url: String,
+    pg: Option<PgDb>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    async fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        Backend {
+            store: Store::open(&url).await.unwrap(),
+            url,
+            pg: None,
+            _dir: Some(dir),
+        }
+    }
+    async fn postgres() -> Option<Backend> {
+        let (pg, url) = PgDb::create().await?;
+        Some(Backend {
+            store: Store::open(&url).await.unwrap(),
+            url,
+            pg: Some(pg),
+            _dir: None,
+        })
+    }
+    async fn all() -> Vec<Backend> {
+        let mut v = vec![Backend::sqlite().await];
+        v.extend(Backend::postgres().await);
+        v
+    }
+    async fn tamper(&self, sqls: &[&str]) {
+        if self.url.starts_with("sqlite://") {
+            let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            for s in sqls {
+                sqlx::query(s).execute(&mut c).await.unwrap();
+            }
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            for s in sqls {
+                sqlx::query(s).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+    async fn done(self) {
+        match self.pg {
+            Some(pg) => pg.drop_db(self.store).await,
+            None => self.store.close().await,
+        }
+    }
+}
+
+async fn filled(b: &Backend, n: usize) -> (AuditLog, Arc<GatewayKey>) {
+    let (key, _) = GatewayKey::generate().unwrap();
+    let key = Arc::new(key);
+    let log = AuditLog::open(
+        b.store.clone(),
+        key.clone(),
+        AuditOptions {
+            // Store a checkpoint with every batch, so truncation is also caught by them.
+            checkpoint_interval: Duration::ZERO,
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let l = log.clone();
+        tasks.push(tokio::spawn(
+            async move { l.append(entry(i)).await.unwrap() },
+        ));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (log, key)
+}
+
+async fn check(b: &Backend, key: &GatewayKey) -> paotui_repository::verify::Report {
+    let v = NoteVerifier::for_key(ORIGIN, key).unwrap();
+    verify(&b.store, &v, None, &mut |_, _| {}).await.unwrap()
+}
+
+#[tokio::test]
+async fn proofs_from_the_stored_tree_verify_on_both_backends() {
+    for b in Backend::all().await {
+        let (log, key) = filled(&b, 70).await;
+        let leaves: Vec<tlog::Hash> = b
+            .store
+            .audit_range(0, 70)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.entry.leaf_hash())
+            .collect();
+        // The signed checkpoint opens with the published verifier key and names the root.
+        let cp = log.checkpoint();
+        let v = NoteVerifier::parse(log.verifier_key()).unwrap();
+        let body = Checkpoint::parse(v.open(&cp.note).unwrap()).unwrap();
+        assert_eq!(body.size, 70);
+        assert_eq!(body.root, tlog::root_of(&leaves));
+        for size in [1u64, 2, 5, 8, 33, 64, 70] {
+            let root = b.store.root_at(size).await.unwrap();
+            assert_eq!(
+                root,
+                tlog::root_of(&leaves[..size as usize]),
+                "root at {size}"
+            );
+            for index in [0, size / 2, size - 1] {
+                let p = log.inclusion_proof(index, size).await.unwrap();
+                tlog::verify_inclusion(index, size, &leaves[index as usize], &p, &root).unwrap();
+            }
+            for from in [0, 1, size / 3, size] {
+                let p = log.consistency_proof(from, size).await.unwrap();
+                let r1 = tlog::root_of(&leaves[..from as usize]);
+                tlog::verify_consistency(from, size, &p, &r1, &root).unwrap();
+            }
+        }
+        // Out of range asks are refused, not answered with something.
+        assert!(log.inclusion_proof(70, 70).await.is_err());
+        assert!(log.inclusion_proof(0, 71).await.is_err());
+        assert!(log.consistency_proof(5, 4).await.is_err());
+        let r = check(&b, &key).await;
+        assert_eq!((r.size, r.problem), (70, None));
+        assert!(r.checkpoints >= 1);
+        b.done().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_every_waiter_of_its_batch_and_stores_nothing() {
+    let b = Backend::sqlite().await;
+    // Any batch holding the entry "boom" fails to commit.
+    b.tamper(&["CREATE TRIGGER boom BEFORE INSERT ON audit_entries \
+                WHEN NEW.request_id = 'boom' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"])
+        .await;
+    let (key, _) = GatewayKey::generate().unwrap();
+    let log = AuditLog::open(
+        b.store.clone(),
+        Arc::new(key),
+        AuditOptions {
+            max_batch: 8,
+            max_wait: Duration::from_millis(200),
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let l = log.clone();
+        let mut e = entry(i);
+        if i == 5 {
+            e.request_id = "boom".into();
+        }
+        tasks.push(tokio::spawn(async move { l.append(e).await }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(
+            r.is_err(),
+            "every waiter of the failed batch gets an error: {r:?}"
+        );
+    }
+    assert_eq!(b.store.audit_len().await.unwrap(), 0);
+    assert_eq!(b.store.tree_size().await.unwrap(), 0);
+    // The log carries on with dense indices.
+    assert_eq!(log.append(entry(1)).await.unwrap(), 0);
+    assert_eq!(log.checkpoint().checkpoint.size, 1);
+    b.done().await;
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_log_keep_it_dense() {
+    let Some(b) = Backend::postgres().await else {
+        return;
+    };
+    let (key, _) = GatewayKey::generate().unwrap();
+    let key = Arc::new(key);
+    let a = AuditLog::open(b.store.clone(), key.clone(), opts())
+        .await
+        .unwrap();
+    let c = AuditLog::open(b.store.clone(), key.clone(), opts())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for i in 0..10 {
+        got.push(a.append(entry(i)).await.unwrap());
+        got.push(c.append(entry(100 + i)).await.unwrap());
+    }
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+    assert_eq!(check(&b, &key).await.problem, None);
+    b.done().await;
+}
+
+#[tokio::test]
+async fn a_log_from_before_the_tree_is_backfilled() {
+    let b = Backend::sqlite().await;
+    // Rows as the first version wrote them: entries only, no tree.
+    let (log, key) = filled(&b, 20).await;
+    drop(log);
+    b.tamper(&["DELETE FROM audit_tree", "DELETE FROM audit_checkpoints"])
+        .await;
+    let log = AuditLog::open(b.store.clone(), key.clone(), opts())
+        .await
+        .unwrap();
+    assert_eq!(b.store.tree_size().await.unwrap(), 20);
+    assert_eq!(log.append(entry(20)).await.unwrap(), 20);
+    assert_eq!(check(&b, &key).await.problem, None);
+    b.done().await;
+}
+
+#[tokio::test]
+async fn verify_names_the_index_of_every_kind_of_tampering() {
+    let cases: [(&str, &[&str], u64); 5] = [
+        (
+            "one byte of an entry changed",
+            &[
+                "UPDATE audit_entries SET body_sha256 = 'f' || substr(body_sha256, 2) WHERE idx = 42",
+            ],
+            42,
+        ),
+        (
+            "a row deleted",
+            &["DELETE FROM audit_entries WHERE idx = 33"],
+            33,
+        ),
+        (
+            "two rows swapped",
+            &[
+                "UPDATE audit_entries SET idx = -1 WHERE idx = 10",
+                "UPDATE audit_entries SET idx = 10 WHERE idx = 20",
+                "UPDATE audit_entries SET idx = 20 WHERE idx = -1",
+            ],
+            10,
+        ),
+        (
+            "the tail truncated",
+            &["DELETE FROM audit_entries WHERE idx >= 90"],
+            90,
+        ),
+        (
+            "the tail truncated with its tree",
+            &[
+                "DELETE FROM audit_entries WHERE idx >= 90",
+                "DELETE FROM audit_tree WHERE level = 0 AND idx >= 90",
+            ],
+            90,
+        ),
+    ];
+    for (what, sqls, index) in cases {
+        for b in Backend::all().await {
+            let (_log, key) = filled(&b, 100).await;
+            assert_eq!(check(&b, &key).await.problem, None, "{what}: clean log");
+            b.tamper(sqls).await;
+            let r = check(&b, &key).await;
+            let p = r
+                .problem
+                .unwrap_or_else(|| panic!("{what}: not detected on {}", b.url));
+            assert_eq!(p.index, index, "{what} on {}: {p}", b.url);
+            b.done().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn verify_checks_an_old_checkpoint_and_stored_signatures() {
+    let b = Backend::sqlite().await;
+    let (log, key) = filled(&b, 30).await;
+    let old = log.checkpoint().note.clone();
+    for i in 30..50 {
+        log.append(entry(i)).await.unwrap();
+    }
+    let v = NoteVerifier::for_key(ORIGIN, &key).unwrap();
+    let r = verify(&b.store, &v, Some(&old), &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((r.size, r.problem), (50, None));
+    // A checkpoint from another log of the same size is not consistent with this one.
+    let other = Backend::sqlite().await;
+    let (olog, _) = {
+        let l = AuditLog::open(other.store.clone(), key.clone(), opts())
+            .await
+            .unwrap();
+        for i in 0..30 {
+            l.append(entry(1000 + i)).await.unwrap();
+        }
+        (l, ())
+    };
+    let foreign = olog.checkpoint().note.clone();
+    let r = verify(&b.store, &v, Some(&foreign), &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(r.problem.unwrap().index, 29);
+    // A forged checkpoint note is refused outright.
+    let forged = old.replace("\n30\n", "\n31\n");
+    assert!(
+        verify(&b.store, &v, Some(&forged), &mut |_, _| {})
+            .await
+            .is_err()
+    );
+    // A stored checkpoint whose signature no longer verifies is named.
+    b.tamper(&["UPDATE audit_checkpoints SET note = replace(note, 'paotui.test', 'paotui.tesT')"])
+        .await;
+    assert!(check(&b, &key).await.problem.is_some());
+    other.done().await;
+    b.done().await;
+}
+
+fn arb_entry() -> impl Strategy<Value = NewAuditEntry> {
+    (
+        any::<i64>(),
+        ".{0,12}",
+        proptest::option::of("[A-Z]{2}"),
+        proptest::option::of(".{0,6}"),
+        proptest::collection::vec("[a-z_]{1,8}", 0..4),
+        0u16..600,
+        0u8..3,
+    )
+        .prop_map(|(at, rid, dept, reason, fields, status, o)| {
+            let mut e = entry(0);
+            e.at_us = at;
+            e.request_id = rid;
+            e.caller_dept = dept;
+            e.reason = reason;
+            e.fields = fields;
+            e.status = status;
+            e.outcome = [
+                paotui_repository::Outcome::Ok,
+                paotui_repository::Outcome::Denied,
+                paotui_repository::Outcome::Error,
+            ][o as usize];
+            e
+        })
+}
+
+proptest! {
+    #[test]
+    fn canonical_bytes_round_trip_and_any_bit_flip_changes_the_leaf(e in arb_entry(), bit in 0usize..4096) {
+        let bytes = e.canonical_bytes();
+        prop_assert_eq!(bytes[0], paotui_repository::ENTRY_FORMAT_V1);
+        prop_assert_eq!(&NewAuditEntry::from_canonical(&bytes).unwrap(), &e);
+        let mut flipped = bytes.clone();
+        let bit = bit % (flipped.len() * 8);
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        prop_assert_ne!(tlog::leaf_hash(&flipped), e.leaf_hash());
+        // A flipped byte never decodes to the same entry.
+        if let Ok(d) = NewAuditEntry::from_canonical(&flipped) {
+            prop_assert_ne!(d, e);
+        }
+    }
+}
