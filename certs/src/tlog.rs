@@ -534,6 +534,22 @@ impl NoteVerifier {
         })
     }
 
+    /// The verifier for a raw Ed25519 public key under `name` (e.g. from the gateway's
+    /// JWK at `/v1/keys` and the log's origin).
+    pub fn from_public_key(name: &str, public_key: &[u8]) -> Result<NoteVerifier> {
+        if !valid_key_name(name) {
+            return Err(Error::Key(format!("bad note key name {name:?}")));
+        }
+        let public_key: [u8; 32] = public_key
+            .try_into()
+            .map_err(|_| Error::Key("Ed25519 key is not 32 bytes".into()))?;
+        Ok(NoteVerifier {
+            name: name.to_owned(),
+            id: note_key_id(name, &public_key),
+            public_key,
+        })
+    }
+
     /// The verifier for `key` under `name`.
     pub fn for_key(name: &str, key: &GatewayKey) -> Result<NoteVerifier> {
         NoteVerifier::parse(&NoteSigner::new(name, key)?.verifier_key())

@@ -39,7 +39,7 @@ fn config_text(listen: SocketAddr) -> String {
 }
 
 /// The systems the demo issues certificates for: (dept, system, role).
-pub const SYSTEMS: [(&str, &str, &str); 3] = [
+pub const SYSTEMS: [(&str, &str, &str); 4] = [
     (
         "RS",
         "shebao",
@@ -54,6 +54,11 @@ pub const SYSTEMS: [(&str, &str, &str); 3] = [
         "SC",
         "dengji",
         "business registration system: not a consumer of population data",
+    ),
+    (
+        "JC",
+        "jiancha",
+        "electronic supervision (电子监察): reads and verifies the audit log",
     ),
 ];
 
@@ -319,6 +324,10 @@ pub async fn walkthrough(world: &World, addr: SocketAddr) -> Result<()> {
     let r = rs.post_json(&path, &body).await?;
     check("permitted query", r.status, StatusCode::OK)?;
     let (v, idx) = r.verify(&jwks)?;
+    let first = (
+        idx,
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &r.body)),
+    );
     say(format!(
         "2. RS/shebao queries {SERVICE} → {} · signature verified (key {}) · audit index {idx}",
         r.status, v.keyid
@@ -428,5 +437,83 @@ pub async fn walkthrough(world: &World, addr: SocketAddr) -> Result<()> {
             say(format!("     {row}"));
         }
     }
+    audit_step(world, addr, &jwks, first).await
+}
+
+/// Step 8: the supervisor (电子监察) proves the first answer's entry is in the log.
+async fn audit_step(
+    world: &World,
+    addr: SocketAddr,
+    jwks: &paotui_certs::Jwks,
+    (index, body_sha256): (u64, String),
+) -> Result<()> {
+    use paotui_certs::tlog::{self, Checkpoint, NoteVerifier};
+    if !world.system("JC", "jiancha").0.exists() {
+        say("8. (this world predates the audit supervisor; remove it to see the audit step)");
+        return Ok(());
+    }
+    let jc = world.client("JC", "jiancha", addr)?;
+    let origin = Config::load(&world.config_path())?.audit.origin;
+    let key = jwks
+        .keys
+        .first()
+        .ok_or_else(|| Error::Client("no gateway key".into()))?;
+    // The checkpoint key is the gateway key under the log's name: /v1/keys alone suffices.
+    let verifier = NoteVerifier::from_public_key(&origin, &key.public_key()?)?;
+    let r = jc.get("/v1/audit/checkpoint").await?;
+    check("audit checkpoint", r.status, StatusCode::OK)?;
+    r.verify(jwks)?;
+    let note = String::from_utf8_lossy(&r.body).into_owned();
+    let cp = Checkpoint::parse(verifier.open(&note)?)?;
+    let r = jc.get(&format!("/v1/audit/entries/{index}")).await?;
+    check("audit entry", r.status, StatusCode::OK)?;
+    r.verify(jwks)?;
+    let entry = r.json()?;
+    let canonical = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        entry["canonical"].as_str().unwrap_or(""),
+    )
+    .map_err(|e| Error::Client(format!("entry canonical bytes: {e}")))?;
+    let decoded = paotui_repository::NewAuditEntry::from_canonical(&canonical)?;
+    if decoded.body_sha256.as_deref() != Some(body_sha256.as_str()) {
+        return Err(Error::Client(format!(
+            "audit entry {index} does not hold the hash of the answer received"
+        )));
+    }
+    let r = jc
+        .get(&format!(
+            "/v1/audit/proof/inclusion?index={index}&size={}",
+            cp.size
+        ))
+        .await?;
+    check("inclusion proof", r.status, StatusCode::OK)?;
+    r.verify(jwks)?;
+    let hashes = r.json()?["hashes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| tlog::hash_from_base64(h.as_str().unwrap_or("")))
+                .collect::<paotui_certs::Result<Vec<_>>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    tlog::verify_inclusion(
+        index,
+        cp.size,
+        &tlog::leaf_hash(&canonical),
+        &hashes,
+        &cp.root,
+    )?;
+    say(format!(
+        "8. JC/jiancha reads the signed checkpoint ({} entries, origin {}) · entry {index} holds \
+         the hash of answer 2 · its {}-hash inclusion proof verifies against the checkpoint",
+        cp.size,
+        cp.origin,
+        hashes.len()
+    ));
+    say(format!(
+        "     offline: paotui audit verify --config {}",
+        world.config_path().display()
+    ));
     Ok(())
 }
