@@ -22,6 +22,7 @@ use paotui_adapters::demo::{self, PERSON, Sink};
 use paotui_adapters::{
     DataSource, FileSource, MySqlSource, PostgresSource, SourceLimits, SqliteSource,
 };
+use paotui_benches::{drop_pg, fresh_pg};
 use paotui_gateway::config::SourceConfig;
 use paotui_policies::catalog::ParamValue;
 use paotui_tests::TestApp;
@@ -30,7 +31,6 @@ use rand::rngs::SmallRng;
 use sqlx::{Connection, Row};
 
 const ROWS: usize = 100_000;
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/test";
 const DB: &str = "paotui_bench_adapters";
 const ALL: &str = "SELECT id_number, name, gender, birth_date, ethnicity, household_type, address, phone, marital_status FROM person WHERE id_number > :floor";
@@ -72,25 +72,7 @@ async fn load(dir: &Path, pg: Option<&str>, my: Option<&str>) -> Result<Vec<Stri
     Ok(subjects)
 }
 
-/// A fresh database on a server, or `None` (with a message) when it is not reachable.
-async fn fresh_pg() -> Option<String> {
-    let mut c = match sqlx::PgConnection::connect(PG_ADMIN).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("PostgreSQL left out: {e}");
-            return None;
-        }
-    };
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-        .execute(&mut c)
-        .await;
-    sqlx::query(&format!("CREATE DATABASE {DB}"))
-        .execute(&mut c)
-        .await
-        .ok()?;
-    Some(format!("postgres://postgres@127.0.0.1:5432/{DB}"))
-}
-
+/// A fresh MariaDB database, or `None` (with a message) when it is not reachable.
 async fn fresh_mysql() -> Option<String> {
     let mut c = match sqlx::MySqlConnection::connect(MY_ADMIN).await {
         Ok(c) => c,
@@ -329,14 +311,11 @@ fn catalog(names: &[&str]) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
+    let Some(rt) = paotui_benches::runtime() else {
         return;
     };
     let Ok(dir) = tempfile::tempdir() else { return };
-    let (pg, my) = rt.block_on(async { (fresh_pg().await, fresh_mysql().await) });
+    let (pg, my) = rt.block_on(async { (fresh_pg(DB).await, fresh_mysql().await) });
     let subjects = match rt.block_on(load(dir.path(), pg.as_deref(), my.as_deref())) {
         Ok(s) => s,
         Err(e) => {
@@ -472,12 +451,8 @@ fn bench(c: &mut Criterion) {
     g.finish();
     rt.block_on(app.stop());
     rt.block_on(async {
-        if pg.is_some()
-            && let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN).await
-        {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-                .execute(&mut c)
-                .await;
+        if pg.is_some() {
+            drop_pg(DB).await;
         }
         if my.is_some()
             && let Ok(mut c) = sqlx::MySqlConnection::connect(MY_ADMIN).await

@@ -10,10 +10,7 @@ use http::Method;
 use paotui_tests::TestApp;
 
 fn bench(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
+    let Some(rt) = paotui_benches::runtime() else {
         return;
     };
     let Ok(app) = rt.block_on(TestApp::spawn()) else {

@@ -45,6 +45,8 @@ pub struct AuditContext {
     pub action: Option<String>,
     pub service: Option<String>,
     pub case_id: Option<String>,
+    /// The matter (事项) the case is for, when the request names a case.
+    pub matter: Option<String>,
     pub subject_hmac: Option<String>,
     pub fields: Vec<String>,
     /// Set by handlers that refuse on policy grounds; otherwise derived from the status.
@@ -213,7 +215,7 @@ async fn finish(
         action: ctx.action.unwrap_or(default_action),
         service: ctx.service,
         case_id: ctx.case_id,
-        matter: None,
+        matter: ctx.matter,
         outcome,
         status: status.as_u16(),
         reason,

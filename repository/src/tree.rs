@@ -17,10 +17,31 @@ use crate::{Error, Result, Store};
 // A fixed advisory-lock key serialises appenders across gateway nodes on PostgreSQL.
 const PG_AUDIT_LOCK: i64 = 0x7061_6f74_7569; // "paotui"
 
-// Rows per INSERT: 17 binds per entry stays under SQLite's 32,766 and PostgreSQL's 65,535
-// bind limits.
-const ENTRY_ROWS: usize = 1_000;
-const NODE_ROWS: usize = 5_000;
+// Rows per INSERT. Batches are cut into chunks of these sizes and then powers of two, so
+// a handful of statement shapes are prepared once and reused (a new shape per batch size
+// costs a re-parse of a large statement); 17 binds per entry stays far under SQLite's and
+// PostgreSQL's bind limits.
+const ENTRY_ROWS: usize = 64;
+const NODE_ROWS: usize = 256;
+
+/// Splits `items` into runs of `max`, then the rest into descending powers of two.
+fn chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = (usize, &[T])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let left = items.len() - at;
+        if left == 0 {
+            return None;
+        }
+        let n = if left >= max {
+            max
+        } else {
+            1 << (usize::BITS - 1 - left.leading_zeros())
+        };
+        let start = at;
+        at += n;
+        Some((start, &items[start..at]))
+    })
+}
 
 /// A signed checkpoint as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +88,7 @@ macro_rules! on_pool {
 /// Inserts tree nodes inside an open transaction, in chunks.
 macro_rules! insert_nodes {
     ($tx:ident, $db:ident, $nodes:expr) => {
-        for chunk in $nodes.chunks(NODE_ROWS) {
+        for (_, chunk) in chunks($nodes, NODE_ROWS) {
             let rows: Vec<(i32, i64, Vec<u8>)> = chunk
                 .iter()
                 .map(|(id, h)| Ok((i32::from(id.level), to_i64(id.index)?, h.to_vec())))
@@ -253,9 +274,9 @@ impl Store {
                     "the log ends at {end}, this node expected {first}"
                 )));
             }
-            for (c, chunk) in entries.chunks(ENTRY_ROWS).enumerate() {
+            for (start, chunk) in chunks(entries, ENTRY_ROWS) {
                 let mut q = QueryBuilder::<DB>::new(format!("INSERT INTO audit_entries ({COLUMNS}) "));
-                let base = first_i + (c * ENTRY_ROWS) as i64;
+                let base = first_i + start as i64;
                 q.push_values(chunk.iter().enumerate(), |mut b, (i, e)| {
                     b.push_bind(base + i as i64)
                         .push_bind(e.at_us)
@@ -272,7 +293,7 @@ impl Store {
                         .push_bind(i32::from(e.status))
                         .push_bind(e.reason.clone())
                         .push_bind(e.subject_hmac.clone())
-                        .push_bind(fields[c * ENTRY_ROWS + i].clone())
+                        .push_bind(fields[start + i].clone())
                         .push_bind(e.body_sha256.clone());
                 });
                 q.build().execute(&mut *tx).await?;
@@ -300,5 +321,22 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_cover_everything_in_few_shapes() {
+        for n in 0..300usize {
+            let items: Vec<usize> = (0..n).collect();
+            let parts: Vec<(usize, &[usize])> = super::chunks(&items, 64).collect();
+            let joined: Vec<usize> = parts.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+            assert_eq!(joined, items);
+            for (start, c) in &parts {
+                assert_eq!(c.first(), Some(start));
+                assert!(c.len() == 64 || (c.len() < 64 && c.len().is_power_of_two()));
+            }
+        }
     }
 }

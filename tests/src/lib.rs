@@ -13,7 +13,7 @@ use paotui_gateway::client::MtlsClient;
 use paotui_gateway::config::Config;
 use paotui_gateway::demo::World;
 use paotui_gateway::server::{self, Server};
-use paotui_repository::Store;
+use paotui_repository::{AuditEntry, Store};
 
 /// Everything written by `tracing` in this process, at TRACE level.
 #[derive(Clone, Default)]
@@ -113,6 +113,15 @@ impl TestApp {
     /// A second handle on the gateway's store, for inspecting the audit log.
     pub async fn store(&self) -> Result<Store, Error> {
         Ok(Store::open(&self.config.database_url()).await?)
+    }
+
+    /// The stored audit entry at `index` (an error when there is none).
+    pub async fn audit_entry(&self, index: u64) -> Result<AuditEntry, Error> {
+        self.store()
+            .await?
+            .audit_entry(index)
+            .await?
+            .ok_or_else(|| format!("no audit entry {index}").into())
     }
 
     /// The gateway store's SQLite file.

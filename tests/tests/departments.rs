@@ -24,14 +24,7 @@ fn rows(r: &Reply) -> Vec<Value> {
 
 async fn outcome(app: &TestApp, jwks: &Jwks, r: &Reply) -> (Outcome, u16, Option<String>) {
     let (_, index) = r.verify(jwks).unwrap();
-    let e = app
-        .store()
-        .await
-        .unwrap()
-        .audit_entry(index)
-        .await
-        .unwrap()
-        .unwrap();
+    let e = app.audit_entry(index).await.unwrap();
     (e.entry.outcome, e.entry.status, e.entry.reason)
 }
 

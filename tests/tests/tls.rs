@@ -101,14 +101,7 @@ async fn revoked_certificate_is_refused_without_restart() {
     let (_, idx) = r
         .verify(&app.client("RS", "shebao").unwrap().keys().await.unwrap())
         .unwrap();
-    let e = app
-        .store()
-        .await
-        .unwrap()
-        .audit_entry(idx)
-        .await
-        .unwrap()
-        .unwrap();
+    let e = app.audit_entry(idx).await.unwrap();
     assert_eq!(
         e.entry.caller_serial.as_deref(),
         Some(issued.serial.as_str())

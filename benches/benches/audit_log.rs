@@ -1,0 +1,292 @@
+//! The audit log, in one bench run:
+//!
+//! - `audit_append/<backend>/<writers>`: durable appends through the group-commit
+//!   sequencer (entries, tree nodes and checkpoints committed together, SQLite with
+//!   `synchronous = FULL`), with 1, 64 and 1,024 concurrent writers. Throughput is entries.
+//!   After each, a probe prints p50/p99 latency of one append as a writer sees it.
+//! - `inclusion_proof/<n>`: an inclusion proof for a random entry of an n-entry SQLite log
+//!   (default 10,000,000; `PAOTUI_BENCH_PROOF_ENTRIES` changes it). The log is built once
+//!   (SQL insert of synthetic entries, then the tree backfill) and kept under the target
+//!   directory for later runs.
+//! - `verify/<n>`: `paotui audit verify`'s work over an n-entry log. Throughput is entries.
+//!
+//! PostgreSQL must be up (127.0.0.1, see the README) or its rows are left out.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use paotui_benches::{drop_pg, fresh_pg};
+use paotui_certs::GatewayKey;
+use paotui_certs::tlog::{self, NoteVerifier};
+use paotui_repository::{AuditLog, AuditOptions, NewAuditEntry, Outcome, Store};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use sqlx::Connection;
+
+const ORIGIN: &str = "paotui.bench/audit";
+const PG_DB: &str = "paotui_bench_audit";
+const VERIFY_ENTRIES: u64 = 200_000;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn entry(i: u64) -> NewAuditEntry {
+    NewAuditEntry {
+        at_us: 1_700_000_000_000_000 + i as i64,
+        request_id: format!("bench-{i}"),
+        caller_dept: Some("RS".into()),
+        caller_system: Some("shebao".into()),
+        caller_serial: Some("5f2a9c".into()),
+        operator: Some("clerk-001".into()),
+        action: "service.query".into(),
+        service: Some("population.person".into()),
+        case_id: None,
+        matter: None,
+        outcome: Outcome::Ok,
+        status: 200,
+        reason: None,
+        subject_hmac: Some(format!("{:064x}", i.wrapping_mul(0x9e37_79b9))),
+        fields: vec!["name".into(), "gender".into(), "address".into()],
+        body_sha256: Some(format!("{:064x}", i)),
+    }
+}
+
+/// `total` appends spread over `writers` tasks; returns the wall time and each append's
+/// latency.
+async fn appends(log: &AuditLog, writers: u64, total: u64) -> (Duration, Vec<Duration>) {
+    let writers = writers.min(total).max(1);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(writers as usize);
+    for w in 0..writers {
+        let log = log.clone();
+        let n = total / writers + u64::from(w < total % writers);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n as usize);
+            for i in 0..n {
+                let t = Instant::now();
+                if let Err(e) = log.append(entry(w * 1_000_000 + i)).await {
+                    eprintln!("append failed: {e}");
+                }
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::with_capacity(total as usize);
+    for t in tasks {
+        if let Ok(l) = t.await {
+            all.extend(l);
+        }
+    }
+    (start.elapsed(), all)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("paotui-bench")
+}
+
+/// An n-entry SQLite log: synthetic entries by SQL, then the tree built by the same
+/// backfill a log from before the tree gets. Reused when already there.
+async fn big_log(n: u64, key: Arc<GatewayKey>) -> Result<(Store, AuditLog), Error> {
+    let dir = target_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("audit-{n}.db"));
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::open(&url).await?;
+    if store.tree_size().await? != n {
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let store = Store::open(&url).await?;
+        store.close().await;
+        eprintln!(
+            "building a {n}-entry audit log in {} (once) …",
+            path.display()
+        );
+        let t = Instant::now();
+        let mut c = sqlx::SqliteConnection::connect(&url).await?;
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&mut c)
+            .await?;
+        sqlx::query(
+            "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < ?) \
+             INSERT INTO audit_entries (idx, at_us, request_id, caller_dept, caller_system, \
+               operator, action, service, outcome, status, subject_hmac, fields, body_sha256) \
+             SELECT i, 1700000000000000 + i, 'bench-' || i, 'RS', 'shebao', 'clerk-001', \
+               'service.query', 'population.person', 'ok', 200, printf('%064x', i * 7), \
+               '[\"name\",\"gender\"]', printf('%064x', i) FROM k",
+        )
+        .bind(i64::try_from(n)?)
+        .execute(&mut c)
+        .await?;
+        c.close().await?;
+        eprintln!(
+            "  entries written in {:.1?}; building the tree …",
+            t.elapsed()
+        );
+        let store = Store::open(&url).await?;
+        let t = Instant::now();
+        let log = AuditLog::open(store.clone(), key, options()).await?;
+        eprintln!("  tree built in {:.1?}", t.elapsed());
+        return Ok((store, log));
+    }
+    let log = AuditLog::open(store.clone(), key, options()).await?;
+    Ok((store, log))
+}
+
+fn options() -> AuditOptions {
+    AuditOptions {
+        origin: ORIGIN.into(),
+        ..AuditOptions::default()
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(rt) = paotui_benches::runtime() else {
+        return;
+    };
+    let Ok((key, _)) = GatewayKey::generate() else {
+        return;
+    };
+    let key = Arc::new(key);
+    let Ok(dir) = tempfile::tempdir() else { return };
+
+    // --- appends ---
+    let mut stores = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.path().join("append.db").display()),
+    )];
+    if let Some(url) = rt.block_on(fresh_pg(PG_DB)) {
+        stores.push(("postgres", url));
+    }
+    let mut g = c.benchmark_group("audit_append");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(6));
+    g.throughput(Throughput::Elements(1));
+    for (backend, url) in &stores {
+        let opened = rt.block_on(async {
+            let store = Store::open(url).await?;
+            let log = AuditLog::open(store.clone(), key.clone(), options()).await?;
+            Ok::<_, Error>((store, log))
+        });
+        let (store, log) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("{backend} left out: {e}");
+                continue;
+            }
+        };
+        for writers in [1u64, 64, 1024] {
+            g.bench_with_input(BenchmarkId::new(*backend, writers), &writers, |b, &w| {
+                b.iter_custom(|iters| rt.block_on(appends(&log, w, iters)).0);
+            });
+            // Latency as a writer sees it, at the same concurrency.
+            let total = (writers * 40).max(4_000);
+            let (wall, mut lat) = rt.block_on(appends(&log, writers, total));
+            lat.sort_unstable();
+            println!(
+                "audit_append latency {backend} writers={writers}: p50 {:.2?} p99 {:.2?} ({:.0} entries/s over {total})",
+                percentile(&lat, 0.50),
+                percentile(&lat, 0.99),
+                total as f64 / wall.as_secs_f64()
+            );
+        }
+        rt.block_on(store.close());
+    }
+    g.finish();
+    if stores.len() > 1 {
+        rt.block_on(drop_pg(PG_DB));
+    }
+
+    // --- inclusion proofs in a big log ---
+    let n: u64 = std::env::var("PAOTUI_BENCH_PROOF_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    match rt.block_on(big_log(n, key.clone())) {
+        Ok((store, log)) => {
+            let root = rt.block_on(store.root_at(n));
+            let mut rng = SmallRng::seed_from_u64(6962);
+            // Check one proof before timing them.
+            if let Ok(root) = root {
+                let i = rng.gen_range(0..n);
+                let ok = rt.block_on(async {
+                    let p = log.inclusion_proof(i, n).await?;
+                    let e = store.audit_entry(i).await?.ok_or("missing entry")?;
+                    tlog::verify_inclusion(i, n, &e.entry.leaf_hash(), &p, &root)?;
+                    Ok::<_, Error>(())
+                });
+                if let Err(e) = ok {
+                    eprintln!("inclusion proof does not verify: {e}");
+                }
+            }
+            let mut g = c.benchmark_group("inclusion_proof");
+            g.bench_function(BenchmarkId::from_parameter(n), |b| {
+                b.iter_custom(|iters| {
+                    let idx: Vec<u64> = (0..iters).map(|_| rng.gen_range(0..n)).collect();
+                    rt.block_on(async {
+                        let t = Instant::now();
+                        for i in idx {
+                            let _ = std::hint::black_box(log.inclusion_proof(i, n).await);
+                        }
+                        t.elapsed()
+                    })
+                });
+            });
+            g.finish();
+            rt.block_on(store.close());
+        }
+        Err(e) => eprintln!("big log left out: {e}"),
+    }
+
+    // --- verify ---
+    let url = format!("sqlite://{}", dir.path().join("verify.db").display());
+    let built = rt.block_on(async {
+        let store = Store::open(&url).await?;
+        let log = AuditLog::open(store.clone(), key.clone(), options()).await?;
+        appends(&log, 1024, VERIFY_ENTRIES).await;
+        Ok::<_, Error>(store)
+    });
+    let Ok(verifier) = NoteVerifier::for_key(ORIGIN, &key) else {
+        return;
+    };
+    match built {
+        Ok(store) => {
+            let mut g = c.benchmark_group("verify");
+            g.sample_size(10);
+            g.throughput(Throughput::Elements(VERIFY_ENTRIES));
+            g.bench_function(BenchmarkId::from_parameter(VERIFY_ENTRIES), |b| {
+                b.iter(|| {
+                    let r = rt.block_on(paotui_repository::verify::verify(
+                        &store,
+                        &verifier,
+                        None,
+                        &mut |_, _| {},
+                    ));
+                    match r {
+                        Ok(r) if r.problem.is_none() => {}
+                        other => eprintln!("verify did not pass: {other:?}"),
+                    }
+                });
+            });
+            g.finish();
+        }
+        Err(e) => eprintln!("verify left out: {e}"),
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
