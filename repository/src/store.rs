@@ -34,10 +34,7 @@ impl Store {
                 // FULL: a committed audit entry survives power loss, not just a crash.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-                // 32 MiB of page cache per connection (default 2 MiB): the audit log's
-                // subject index takes random inserts, and a larger cache keeps its pages.
-                .pragma("cache_size", "-32768");
+                .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(5))
