@@ -93,10 +93,12 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute every leaf, tree node and root from storage, check every stored
-    /// checkpoint's signature and root, and (with --from-checkpoint) that a checkpoint you
-    /// kept earlier is consistent with the log now. Names the first bad index and exits
-    /// non-zero. Safe to run while the gateway serves.
+    /// Recompute the whole log from storage and check it; name the first bad index.
+    ///
+    /// Recomputes every leaf, tree node and root, checks every stored checkpoint's
+    /// signature and root, and (with --from-checkpoint) that a checkpoint you kept
+    /// earlier is consistent with the log now. Exits non-zero on the first problem.
+    /// Safe to run while the gateway serves.
     Verify {
         #[arg(long, short, default_value = "paotui.toml")]
         config: PathBuf,
@@ -104,17 +106,19 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         from_checkpoint: Option<PathBuf>,
     },
-    /// Print, as JSON, a proof that entry INDEX is in the log: a freshly signed
-    /// checkpoint, the entry with its canonical bytes, and its inclusion proof. A third
-    /// party checks it with `paotui audit check-proof` or any RFC 9162 verifier, needing
-    /// only the checkpoint's verifier key.
+    /// Print (JSON) a proof that entry INDEX is in the log, for a third party.
+    ///
+    /// The proof holds a freshly signed checkpoint, the entry with its canonical bytes,
+    /// and its inclusion proof. A third party checks it with `paotui audit check-proof`
+    /// or any RFC 9162 verifier, needing only the checkpoint's verifier key.
     Proof {
         index: u64,
         #[arg(long, short, default_value = "paotui.toml")]
         config: PathBuf,
     },
-    /// Check a proof printed by `paotui audit proof` offline, with the verifier key alone
-    /// (`<origin>+<key id>+<key>`, as `paotui audit verify` prints it).
+    /// Check a proof printed by `paotui audit proof`, offline, with the verifier key.
+    ///
+    /// The verifier key is `<origin>+<key id>+<key>`, as `paotui audit verify` prints it.
     CheckProof {
         file: PathBuf,
         #[arg(long, value_name = "VKEY")]

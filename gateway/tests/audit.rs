@@ -192,20 +192,52 @@ async fn wait_ready(world: &World, addr: SocketAddr) {
     panic!("gateway did not come up on {addr}");
 }
 
-/// Every answer a client received before `kill -9` has its entry (same body hash) after
-/// the restart; the log verifies; indices are dense and never repeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_under_load_loses_no_answered_entry() {
+async fn crash_under_load_loses_no_answered_entry_on_sqlite() {
+    crash_under_load(None).await;
+}
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_under_load_loses_no_answered_entry_on_postgres() {
+    use sqlx::Connection;
+    let mut admin = match sqlx::PgConnection::connect(PG_ADMIN).await {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping the PostgreSQL crash test (unreachable: {e})");
+            return;
+        }
+        Err(e) => panic!("PostgreSQL unreachable under CI: {e}"),
+    };
+    let name = format!("paotui_crash_{}", std::process::id());
+    let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    sqlx::query(&drop_db).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    crash_under_load(Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))).await;
+    sqlx::query(&drop_db).execute(&mut admin).await.unwrap();
+}
+
+/// Every answer a client received before `kill -9` has its entry (same body hash) after
+/// the restart; the log verifies; indices are dense and never repeat. The store is the
+/// world's SQLite file, or the PostgreSQL database `store`.
+async fn crash_under_load(store: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let world_dir = world(dir.path());
     let world = World::open(&world_dir).unwrap();
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let cfg_path = world_dir.join("paotui.toml");
+    let store_url = store
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", world_dir.join("paotui.db").display()));
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
     let cfg = cfg.replace(
         "listen = \"127.0.0.1:8443\"",
-        &format!("listen = \"{addr}\""),
+        &format!("listen = \"{addr}\"\ndatabase = \"{store_url}\""),
     );
     std::fs::write(&cfg_path, cfg).unwrap();
 
@@ -281,12 +313,7 @@ async fn crash_under_load_loses_no_answered_entry() {
     let (_, after) = r.verify(&jwks).unwrap();
     drop(server);
 
-    let store = Store::open(&format!(
-        "sqlite://{}",
-        world_dir.join("paotui.db").display()
-    ))
-    .await
-    .unwrap();
+    let store = Store::open(&store_url).await.unwrap();
     let n = store.next_index().await.unwrap();
     assert_eq!(store.audit_len().await.unwrap(), n, "indices are dense");
     assert_eq!(
