@@ -584,11 +584,6 @@ impl NoteVerifier {
     }
 }
 
-/// Hex of a hash, for messages and JSON.
-pub fn to_hex(h: &Hash) -> String {
-    hex::encode(h)
-}
-
 /// Parses a base64 hash (the encoding proofs use on the wire).
 pub fn hash_from_base64(s: &str) -> Result<Hash> {
     STANDARD

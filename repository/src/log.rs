@@ -127,11 +127,11 @@ async fn backfill(store: &Store) -> Result<u64> {
 impl AuditLog {
     /// Opens the log on `store` and starts its sequencer.
     pub async fn open(store: Store, key: Arc<GatewayKey>, opts: AuditOptions) -> Result<AuditLog> {
-        NoteSigner::new(&opts.origin, &key)?;
+        // Also refuses a bad origin before anything else is done.
+        let verifier_key = NoteSigner::new(&opts.origin, &key)?.verifier_key();
         let size = backfill(&store).await?;
         let frontier = store.frontier(size).await?;
         let first = sign(&key, &opts.origin, size, frontier.root())?;
-        let verifier_key = NoteSigner::new(&opts.origin, &key)?.verifier_key();
         let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 4);
         let (latest_tx, latest) = watch::channel(Arc::new(first));
         let seq = Sequencer {
@@ -175,10 +175,6 @@ impl AuditLog {
     /// The signed-note verifier key of the checkpoints.
     pub fn verifier_key(&self) -> &str {
         &self.verifier_key
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     /// Checks a requested tree size against the log (other nodes may have appended, so

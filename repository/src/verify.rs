@@ -61,15 +61,11 @@ pub async fn verify(
     };
     let bad = |index: u64, reason: String| Some(Problem { index, reason });
     for (n, cp) in stored.iter().enumerate() {
-        let opened = verifier
-            .open(&cp.note)
-            .and_then(Checkpoint::parse)
+        let opened = open_checkpoint(verifier, &cp.note)
             .map_err(|e| e.to_string())
             .and_then(|c| {
                 if c.size != cp.tree_size || c.root != cp.root {
                     Err("its note does not match its row".to_owned())
-                } else if c.origin != verifier.name {
-                    Err(format!("origin {:?} is not {:?}", c.origin, verifier.name))
                 } else {
                     Ok(c)
                 }
@@ -88,7 +84,7 @@ pub async fn verify(
     let old = match old {
         None => None,
         Some(note) => {
-            let c = verifier.open(note).and_then(Checkpoint::parse)?;
+            let c = open_checkpoint(verifier, note)?;
             checkpoints
                 .entry(c.size)
                 .or_default()
@@ -204,6 +200,19 @@ pub async fn verify(
         }
     }
     Ok(report)
+}
+
+/// Opens a signed checkpoint of this log: the signature verifies with the log's key and
+/// the origin line names the log.
+fn open_checkpoint(verifier: &NoteVerifier, note: &str) -> paotui_certs::Result<Checkpoint> {
+    let c = Checkpoint::parse(verifier.open(note)?)?;
+    if c.origin != verifier.name {
+        return Err(paotui_certs::Error::Signature(format!(
+            "checkpoint origin {:?} is not this log's {:?}",
+            c.origin, verifier.name
+        )));
+    }
+    Ok(c)
 }
 
 fn finish(mut report: Report, f: &Frontier) -> Report {

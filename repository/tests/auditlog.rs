@@ -327,10 +327,24 @@ async fn verify_checks_an_old_checkpoint_and_stored_signatures() {
             .await
             .is_err()
     );
+    // So is a note signed with this log's key but naming another log.
+    let elsewhere = Checkpoint {
+        origin: "paotui.other/audit".into(),
+        ..Checkpoint::parse(v.open(&old).unwrap()).unwrap()
+    };
+    let signed = paotui_certs::tlog::NoteSigner::new(ORIGIN, &key)
+        .unwrap()
+        .sign(&elsewhere.to_text())
+        .unwrap();
+    let e = verify(&b.store, &v, Some(&signed), &mut |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not this log's"), "{e}");
     // A stored checkpoint whose signature no longer verifies is named.
     b.tamper(&["UPDATE audit_checkpoints SET note = replace(note, 'paotui.test', 'paotui.tesT')"])
         .await;
-    assert!(check(&b, &key).await.problem.is_some());
+    let p = check(&b, &key).await.problem.unwrap();
+    assert!(p.reason.starts_with("stored checkpoint for size"), "{p}");
     other.done().await;
     b.done().await;
 }
