@@ -4,10 +4,16 @@
 //!   sequencer (entries, tree nodes and checkpoints committed together, SQLite with
 //!   `synchronous = FULL`), with 1, 64 and 1,024 concurrent writers. Throughput is entries.
 //!   After each, a probe prints p50/p99 latency of one append as a writer sees it.
-//! - `inclusion_proof/<n>`: an inclusion proof for a random entry of an n-entry SQLite log
-//!   (default 10,000,000; `PAOTUI_BENCH_PROOF_ENTRIES` changes it). The log is built once
-//!   (SQL insert of synthetic entries, then the tree backfill) and kept under the target
-//!   directory for later runs.
+//! - `inclusion_proof/<kind>/<n>`: inclusion proofs in an n-entry SQLite log (default
+//!   10,000,000; `PAOTUI_BENCH_PROOF_ENTRIES` changes it), built once (SQL insert of
+//!   synthetic entries, then the tree backfill) and kept under the target directory.
+//!   `recent_cached`: a random entry among the newest 524,288, whose tiles are in the
+//!   node cache (as in a running gateway, which caches what it commits);
+//!   `random_whole_tree_cached`: a random entry of the whole log, with a node cache big
+//!   enough for the whole tree (~65 bytes per entry) and filled before timing;
+//!   `random_cache_miss`: a random entry of the whole log through a log whose cache holds
+//!   8 tiles, so each proof reads the nodes it misses from the store (and caches them); `random_nodes_from_store`: `Store::inclusion_proof`, one query for exactly the
+//!   proof's nodes (what `paotui audit proof` does).
 //! - `verify/<n>`: `paotui audit verify`'s work over an n-entry log. Throughput is entries.
 //!
 //! PostgreSQL must be up (127.0.0.1, see the README) or its rows are left out.
@@ -28,6 +34,12 @@ use sqlx::Connection;
 const ORIGIN: &str = "paotui.bench/audit";
 const PG_DB: &str = "paotui_bench_audit";
 const VERIFY_ENTRIES: u64 = 200_000;
+/// The newest entries timed as "recent": well inside the default 64 MiB node cache.
+const RECENT: u64 = 1 << 19;
+
+type ProofFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = paotui_repository::Result<Vec<tlog::Hash>>> + 'a>,
+>;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -233,19 +245,76 @@ fn bench(c: &mut Criterion) {
                     eprintln!("inclusion proof does not verify: {e}");
                 }
             }
+            // A log on the same store whose cache holds only 8 tiles: a random proof
+            // misses most of its nodes and reads them from the store.
+            let cold = rt.block_on(AuditLog::open(
+                store.clone(),
+                key.clone(),
+                AuditOptions {
+                    cache_bytes: 0,
+                    ..options()
+                },
+            ));
+            // The newest entries, whose nodes a running gateway holds from committing them
+            // or reads in at start-up (done here before timing, not in the background).
+            let recent = n.min(RECENT);
+            let t = Instant::now();
+            match rt.block_on(log.preload(recent)) {
+                Ok(nodes) => println!(
+                    "preload of {recent} entries: {nodes} nodes in {:.2?}",
+                    t.elapsed()
+                ),
+                Err(e) => eprintln!("preload failed: {e}"),
+            }
             let mut g = c.benchmark_group("inclusion_proof");
-            g.bench_function(BenchmarkId::from_parameter(n), |b| {
-                b.iter_custom(|iters| {
-                    let idx: Vec<u64> = (0..iters).map(|_| rng.gen_range(0..n)).collect();
-                    rt.block_on(async {
-                        let t = Instant::now();
-                        for i in idx {
-                            let _ = std::hint::black_box(log.inclusion_proof(i, n).await);
-                        }
-                        t.elapsed()
-                    })
-                });
+            let recent_range = n - recent..n;
+            time_proofs(&mut g, &rt, &mut rng, "recent_cached", recent_range, &|i| {
+                Box::pin(log.inclusion_proof(i, n))
             });
+            time_proofs(
+                &mut g,
+                &rt,
+                &mut rng,
+                "random_nodes_from_store",
+                0..n,
+                &|i| Box::pin(store.inclusion_proof(i, n)),
+            );
+            if let Ok(cold) = &cold {
+                time_proofs(&mut g, &rt, &mut rng, "random_cache_miss", 0..n, &|i| {
+                    Box::pin(cold.inclusion_proof(i, n))
+                });
+            }
+            // With a budget that holds the whole tree (about 65 bytes per entry), every
+            // proof is served from memory.
+            let whole = rt.block_on(async {
+                let log = AuditLog::open(
+                    store.clone(),
+                    key.clone(),
+                    AuditOptions {
+                        cache_bytes: usize::try_from(n * 70).unwrap_or(usize::MAX),
+                        ..options()
+                    },
+                )
+                .await?;
+                let t = Instant::now();
+                let nodes = log.preload(n).await?;
+                println!(
+                    "preload of all {n} entries: {nodes} nodes in {:.2?}",
+                    t.elapsed()
+                );
+                Ok::<_, Error>(log)
+            });
+            match &whole {
+                Ok(whole) => time_proofs(
+                    &mut g,
+                    &rt,
+                    &mut rng,
+                    "random_whole_tree_cached",
+                    0..n,
+                    &|i| Box::pin(whole.inclusion_proof(i, n)),
+                ),
+                Err(e) => eprintln!("whole-tree cache left out: {e}"),
+            }
             g.finish();
             rt.block_on(store.close());
         }
@@ -286,6 +355,29 @@ fn bench(c: &mut Criterion) {
         }
         Err(e) => eprintln!("verify left out: {e}"),
     }
+}
+
+/// Times `f` on random entries of `range` (the tree size is `range.end`).
+fn time_proofs<'a>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    rng: &mut SmallRng,
+    name: &str,
+    range: std::ops::Range<u64>,
+    f: &dyn Fn(u64) -> ProofFuture<'a>,
+) {
+    g.bench_function(BenchmarkId::new(name, range.end), |b| {
+        b.iter_custom(|iters| {
+            let idx: Vec<u64> = (0..iters).map(|_| rng.gen_range(range.clone())).collect();
+            rt.block_on(async {
+                let t = Instant::now();
+                for i in idx {
+                    let _ = std::hint::black_box(f(i).await);
+                }
+                t.elapsed()
+            })
+        })
+    });
 }
 
 criterion_group!(benches, bench);

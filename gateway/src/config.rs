@@ -122,6 +122,9 @@ pub struct AuditConfig {
     pub max_wait_us: u64,
     /// A signed checkpoint is stored with the first batch after this interval (ms).
     pub checkpoint_interval_ms: u64,
+    /// MiB of tree nodes kept in memory so proofs need no store read (the newest
+    /// entries' nodes, and those proofs asked for lately). 64 MiB covers ~1M entries.
+    pub proof_cache_mb: usize,
 }
 
 impl Default for AuditConfig {
@@ -132,6 +135,7 @@ impl Default for AuditConfig {
             max_batch: 4096,
             max_wait_us: 0,
             checkpoint_interval_ms: 1_000,
+            proof_cache_mb: 64,
         }
     }
 }
@@ -146,6 +150,7 @@ impl AuditConfig {
             max_batch: self.max_batch,
             max_wait: std::time::Duration::from_micros(self.max_wait_us),
             checkpoint_interval: std::time::Duration::from_millis(self.checkpoint_interval_ms),
+            cache_bytes: self.proof_cache_mb.saturating_mul(1 << 20),
         })
     }
 }

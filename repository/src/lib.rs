@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod cache;
 mod error;
 mod log;
 mod store;

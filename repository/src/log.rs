@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use paotui_certs::GatewayKey;
-use paotui_certs::tlog::{Checkpoint, Frontier, Hash, NodeId, NoteSigner};
+use paotui_certs::tlog::{self, Checkpoint, Frontier, Hash, NodeId, NoteSigner};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::audit::{AuditEntry, NewAuditEntry};
-use crate::tree::StoredCheckpoint;
+use crate::cache::TreeCache;
+use crate::tree::{ProofParts, StoredCheckpoint};
 use crate::{Error, Result, Store};
 
 /// How the sequencer batches and checkpoints.
@@ -32,6 +33,8 @@ pub struct AuditOptions {
     pub max_wait: Duration,
     /// A signed checkpoint is stored with the first batch after this much time.
     pub checkpoint_interval: Duration,
+    /// Bytes of tree nodes kept in memory for proofs (see [`crate::cache`]).
+    pub cache_bytes: usize,
 }
 
 impl Default for AuditOptions {
@@ -41,6 +44,8 @@ impl Default for AuditOptions {
             max_batch: 4096,
             max_wait: Duration::ZERO,
             checkpoint_interval: Duration::from_secs(1),
+            // Holds the whole tree of the newest ~1M entries.
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -64,6 +69,7 @@ pub struct AuditLog {
     jobs: mpsc::Sender<Job>,
     latest: watch::Receiver<Arc<SignedCheckpoint>>,
     verifier_key: String,
+    cache: Arc<TreeCache>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -134,7 +140,9 @@ impl AuditLog {
         let first = sign(&key, &opts.origin, size, frontier.root())?;
         let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 4);
         let (latest_tx, latest) = watch::channel(Arc::new(first));
+        let cache = Arc::new(TreeCache::new(opts.cache_bytes));
         let seq = Sequencer {
+            cache: cache.clone(),
             store: store.clone(),
             key,
             opts,
@@ -147,12 +155,53 @@ impl AuditLog {
             seq.run(rx)
                 .instrument(tracing::info_span!("audit.sequencer")),
         );
-        Ok(AuditLog {
+        let log = AuditLog {
             store,
             jobs: tx,
             latest,
             verifier_key,
-        })
+            cache,
+        };
+        // After a restart, proofs of the newest entries are the ones auditors ask for.
+        let warm = log.clone();
+        tokio::spawn(
+            async move {
+                let t = Instant::now();
+                match warm.preload(warm.cache.preload_leaves()).await {
+                    Ok(n) => {
+                        tracing::info!(nodes = n, took = ?t.elapsed(), "audit tree cache warmed")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "audit tree cache not warmed"),
+                }
+            }
+            .instrument(tracing::info_span!("audit.preload")),
+        );
+        Ok(log)
+    }
+
+    /// Reads the tree nodes over the newest `leaves` entries into the node cache (one
+    /// range read per level), so that their proofs need no store read. Returns how many
+    /// nodes were read.
+    pub async fn preload(&self, leaves: u64) -> Result<usize> {
+        let size = self.checkpoint().checkpoint.size;
+        let from = size.saturating_sub(leaves);
+        let mut total = 0;
+        for level in 0..64u8 {
+            let to = size >> level;
+            if to == 0 {
+                break;
+            }
+            let nodes: Vec<(NodeId, Hash)> = self
+                .store
+                .tree_level(level, from >> level, to)
+                .await?
+                .into_iter()
+                .map(|(index, h)| (NodeId { level, index }, h))
+                .collect();
+            total += nodes.len();
+            self.cache.insert(&nodes);
+        }
+        Ok(total)
     }
 
     /// Appends an entry; returns its index once its batch is committed.
@@ -200,7 +249,7 @@ impl AuditLog {
                 "entry {index} is not in a tree of {size} entries"
             )));
         }
-        self.store.inclusion_proof(index, size).await
+        self.proof(&tlog::inclusion_ranges(index, size)).await
     }
 
     /// The consistency proof from `from` to `to` entries.
@@ -211,7 +260,34 @@ impl AuditLog {
             )));
         }
         self.check_size(to).await?;
-        self.store.consistency_proof(from, to).await
+        self.proof(&tlog::consistency_ranges(from, to)).await
+    }
+
+    /// Resolves proof ranges from the node cache, reading what it lacks in one query.
+    async fn proof(&self, ranges: &[(u64, u64)]) -> Result<Vec<Hash>> {
+        let parts = ProofParts::new(ranges);
+        let mut got = self.cache.lookup(&parts.ids);
+        let missing: Vec<NodeId> = parts
+            .ids
+            .iter()
+            .zip(&got)
+            .filter_map(|(id, h)| h.is_none().then_some(*id))
+            .collect();
+        if !missing.is_empty() {
+            // Errors if the store lacks one: the tree is damaged.
+            let read = self.store.tree_nodes(&missing).await?;
+            let nodes: Vec<(NodeId, Hash)> = missing.into_iter().zip(read).collect();
+            self.cache.insert(&nodes);
+            let mut read = nodes.into_iter().map(|(_, h)| h);
+            for slot in got.iter_mut().filter(|h| h.is_none()) {
+                *slot = read.next();
+            }
+        }
+        let hashes: Vec<Hash> = got
+            .into_iter()
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::Invalid("audit tree node missing from a proof".into()))?;
+        parts.fold(&hashes)
     }
 
     /// One stored entry.
@@ -222,6 +298,7 @@ impl AuditLog {
 
 struct Sequencer {
     store: Store,
+    cache: Arc<TreeCache>,
     key: Arc<GatewayKey>,
     opts: AuditOptions,
     frontier: Frontier,
@@ -306,6 +383,7 @@ impl Sequencer {
                 .await
             {
                 Ok(()) => {
+                    self.cache.insert(&nodes);
                     self.frontier = f;
                     if due {
                         self.last_stored = Some(Instant::now());

@@ -102,6 +102,42 @@ macro_rules! insert_nodes {
     };
 }
 
+/// The perfect subtrees a proof's leaf ranges are made of, and how to fold their hashes
+/// back into one hash per range.
+pub(crate) struct ProofParts {
+    lens: Vec<usize>,
+    /// Every subtree, range by range.
+    pub(crate) ids: Vec<NodeId>,
+}
+
+impl ProofParts {
+    pub(crate) fn new(ranges: &[(u64, u64)]) -> ProofParts {
+        let parts: Vec<Vec<NodeId>> = ranges
+            .iter()
+            .map(|&(a, b)| tlog::perfect_subtrees(a, b))
+            .collect();
+        ProofParts {
+            lens: parts.iter().map(Vec::len).collect(),
+            ids: parts.into_iter().flatten().collect(),
+        }
+    }
+
+    /// Folds `hashes` (one per id, in order) into one hash per range.
+    pub(crate) fn fold(&self, hashes: &[Hash]) -> Result<Vec<Hash>> {
+        let mut at = 0;
+        let mut out = Vec::with_capacity(self.lens.len());
+        for &n in &self.lens {
+            let h = hashes
+                .get(at..at + n)
+                .and_then(tlog::fold_range)
+                .ok_or_else(|| Error::Invalid("empty proof range".into()))?;
+            out.push(h);
+            at += n;
+        }
+        Ok(out)
+    }
+}
+
 impl Store {
     /// The index the next entry gets: one past the highest stored entry.
     pub async fn next_index(&self) -> Result<u64> {
@@ -189,21 +225,9 @@ impl Store {
 
     /// Resolves leaf ranges into their subtree hashes with one query.
     async fn ranges(&self, ranges: &[(u64, u64)]) -> Result<Vec<Hash>> {
-        let parts: Vec<Vec<NodeId>> = ranges
-            .iter()
-            .map(|&(a, b)| tlog::perfect_subtrees(a, b))
-            .collect();
-        let all: Vec<NodeId> = parts.iter().flatten().copied().collect();
-        let hashes = self.tree_nodes(&all).await?;
-        let mut at = 0;
-        let mut out = Vec::with_capacity(parts.len());
-        for p in &parts {
-            let h = tlog::fold_range(&hashes[at..at + p.len()])
-                .ok_or_else(|| Error::Invalid("empty proof range".into()))?;
-            out.push(h);
-            at += p.len();
-        }
-        Ok(out)
+        let parts = ProofParts::new(ranges);
+        let hashes = self.tree_nodes(&parts.ids).await?;
+        parts.fold(&hashes)
     }
 
     /// The inclusion proof of leaf `index` in the tree of `size` leaves.

@@ -156,6 +156,88 @@ async fn proofs_from_the_stored_tree_verify_on_both_backends() {
 }
 
 #[tokio::test]
+async fn proofs_come_from_the_node_cache_or_read_what_it_misses_and_match_the_store() {
+    for b in Backend::all().await {
+        // The writing log has its own pool, so it can be cut off from the store below.
+        let own = Store::open(&b.url).await.unwrap();
+        let (key, _) = GatewayKey::generate().unwrap();
+        let key = Arc::new(key);
+        let writer = AuditLog::open(own.clone(), key.clone(), opts())
+            .await
+            .unwrap();
+        let n = 3000u64; // 12 bottom tiles and one of the next tile-level
+        let mut tasks = Vec::new();
+        for i in 0..n as usize {
+            let l = writer.clone();
+            tasks.push(tokio::spawn(
+                async move { l.append(entry(i)).await.unwrap() },
+            ));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // A second log on the same store with the smallest cache (8 tiles): its proofs
+        // read missed nodes from the store, and its tiles are evicted again.
+        let cold = AuditLog::open(
+            b.store.clone(),
+            key.clone(),
+            AuditOptions {
+                cache_bytes: 0,
+                ..opts()
+            },
+        )
+        .await
+        .unwrap();
+        let leaves: Vec<tlog::Hash> = b
+            .store
+            .audit_range(0, n)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.entry.leaf_hash())
+            .collect();
+        let cases = [
+            (0u64, n),
+            (255, 256),
+            (256, 257),
+            (1500, n),
+            (2999, n),
+            (700, 2048),
+        ];
+        for round in 0..2 {
+            for &(index, size) in cases.iter().chain(&[(100 * round, 2500)]) {
+                let root = tlog::root_of(&leaves[..size as usize]);
+                let stored = b.store.inclusion_proof(index, size).await.unwrap();
+                assert_eq!(writer.inclusion_proof(index, size).await.unwrap(), stored);
+                assert_eq!(cold.inclusion_proof(index, size).await.unwrap(), stored);
+                tlog::verify_inclusion(index, size, &leaves[index as usize], &stored, &root)
+                    .unwrap();
+                let from = index.min(size);
+                let stored = b.store.consistency_proof(from, size).await.unwrap();
+                assert_eq!(writer.consistency_proof(from, size).await.unwrap(), stored);
+                assert_eq!(cold.consistency_proof(from, size).await.unwrap(), stored);
+            }
+        }
+        // Cut the writer off its store: every proof of what it committed still comes back
+        // from memory, which is the point of the cache.
+        own.close().await;
+        assert!(own.tree_size().await.is_err());
+        for index in (0..n).step_by(97) {
+            let p = writer.inclusion_proof(index, n).await.unwrap();
+            tlog::verify_inclusion(
+                index,
+                n,
+                &leaves[index as usize],
+                &p,
+                &tlog::root_of(&leaves),
+            )
+            .unwrap();
+        }
+        b.done().await;
+    }
+}
+
+#[tokio::test]
 async fn a_failed_commit_fails_every_waiter_of_its_batch_and_stores_nothing() {
     let b = Backend::sqlite().await;
     // Any batch holding the entry "boom" fails to commit.
