@@ -123,7 +123,8 @@ pub struct AuditConfig {
     /// A signed checkpoint is stored with the first batch after this interval (ms).
     pub checkpoint_interval_ms: u64,
     /// MiB of tree nodes kept in memory so proofs need no store read (the newest
-    /// entries' nodes, and those proofs asked for lately). 64 MiB covers ~1M entries.
+    /// entries' nodes, and those proofs asked for lately). The whole tree takes about
+    /// 65 bytes per entry; 64 MiB holds the newest ~1M entries' nodes.
     pub proof_cache_mb: usize,
 }
 
