@@ -3,7 +3,8 @@
 //! It owns the paotui CA (issuing client and server certificates, the CRL), the rustls
 //! configurations that make mTLS mandatory and turn a client certificate into a
 //! [`SystemIdentity`], the gateway's Ed25519 signing key and its JWK set, RFC 9421 HTTP
-//! message signatures with RFC 9530 `Content-Digest`, and the keyed subject hash (HMAC).
+//! message signatures with RFC 9530 `Content-Digest`, signed JSON documents (RFC 8785
+//! canonical JSON in an EdDSA compact JWS, [`jws`]), and the keyed subject hash (HMAC).
 //!
 //! It does no I/O beyond reading and writing its own key and certificate files, and it
 //! never implements a cryptographic primitive itself: ring, rustls and rcgen do the maths.
@@ -13,6 +14,7 @@ pub mod ca;
 mod error;
 pub mod httpsig;
 pub mod identity;
+pub mod jws;
 pub mod pemfile;
 pub mod signing;
 pub mod subject;
