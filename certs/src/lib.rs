@@ -4,7 +4,7 @@
 //! configurations that make mTLS mandatory and turn a client certificate into a
 //! [`SystemIdentity`], the gateway's Ed25519 signing key and its JWK set, RFC 9421 HTTP
 //! message signatures with RFC 9530 `Content-Digest`, signed JSON documents (RFC 8785
-//! canonical JSON in an EdDSA compact JWS, [`jws`]), and the keyed subject hash (HMAC).
+//! canonical JSON in an EdDSA compact JWS, [`jws`]), the keyed subject hash (HMAC), and AES-256-GCM sealing of stored documents.
 //!
 //! It does no I/O beyond reading and writing its own key and certificate files, and it
 //! never implements a cryptographic primitive itself: ring, rustls and rcgen do the maths.
@@ -16,6 +16,7 @@ pub mod httpsig;
 pub mod identity;
 pub mod jws;
 pub mod pemfile;
+pub mod sealing;
 pub mod signing;
 pub mod subject;
 pub mod tlog;
@@ -23,5 +24,6 @@ pub mod tls;
 
 pub use error::{Error, Result};
 pub use identity::{DeptCode, SystemId, SystemIdentity};
-pub use signing::{GatewayKey, Jwk, Jwks};
+pub use sealing::DataKey;
+pub use signing::{GatewayKey, IssuerKeys, Jwk, Jwks};
 pub use subject::SubjectKey;

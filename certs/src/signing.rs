@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, pemfile};
+use crate::{DeptCode, Error, Result, pemfile};
 
 /// A public key in JWK form (RFC 8037 OKP / Ed25519).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,15 @@ pub struct Jwk {
     pub alg: Option<String>,
     #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
     pub use_: Option<String>,
+    /// For a license issuer's key: the issuing department's code. A private JWK member
+    /// (RFC 7517 §4: members a library does not understand are ignored), so a verifier
+    /// can check that a license naming department X was signed with X's key.
+    #[serde(
+        rename = "paotui_issuer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub issuer: Option<String>,
 }
 
 impl Jwk {
@@ -35,6 +44,7 @@ impl Jwk {
             x,
             alg: Some("EdDSA".into()),
             use_: Some("sig".into()),
+            issuer: None,
         }
     }
 
@@ -84,6 +94,40 @@ pub struct Jwks {
 impl Jwks {
     pub fn find(&self, kid: &str) -> Option<&Jwk> {
         self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+/// The license issuers' signing keys, one Ed25519 key per issuing department, each in
+/// `<dir>/<DEPT>-ed25519.pem` (generated on first start, mode 0600).
+#[derive(Debug, Default)]
+pub struct IssuerKeys {
+    keys: std::collections::BTreeMap<DeptCode, GatewayKey>,
+}
+
+impl IssuerKeys {
+    /// Loads (or creates) the key of each department in `depts`.
+    pub fn load_or_generate<'a>(
+        dir: &Path,
+        depts: impl IntoIterator<Item = &'a DeptCode>,
+    ) -> Result<Self> {
+        let mut keys = std::collections::BTreeMap::new();
+        for d in depts {
+            let (mut key, _) =
+                GatewayKey::load_or_generate(&dir.join(format!("{}-ed25519.pem", d.as_str())))?;
+            key.jwk.issuer = Some(d.as_str().to_owned());
+            keys.insert(d.clone(), key);
+        }
+        Ok(IssuerKeys { keys })
+    }
+
+    /// The signing key of an issuing department.
+    pub fn get(&self, dept: &DeptCode) -> Option<&GatewayKey> {
+        self.keys.get(dept)
+    }
+
+    /// The public keys, each marked with its department.
+    pub fn jwks(&self) -> impl Iterator<Item = &Jwk> {
+        self.keys.values().map(GatewayKey::jwk)
     }
 }
 
@@ -188,6 +232,22 @@ mod tests {
         );
         key.jwk().verify(signing_input.as_bytes(), &sig).unwrap();
         assert!(key.jwk().verify(b"other", &sig).is_err());
+    }
+
+    #[test]
+    fn issuer_keys_are_per_department_and_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let sc = DeptCode::parse("SC").unwrap();
+        let ga = DeptCode::parse("GA").unwrap();
+        let keys = IssuerKeys::load_or_generate(dir.path(), [&sc, &ga]).unwrap();
+        assert_ne!(keys.get(&sc).unwrap().kid(), keys.get(&ga).unwrap().kid());
+        assert!(keys.get(&DeptCode::parse("MZ").unwrap()).is_none());
+        let jwk = keys.get(&sc).unwrap().jwk();
+        assert_eq!(jwk.issuer.as_deref(), Some("SC"));
+        let text = serde_json::to_string(jwk).unwrap();
+        assert!(text.contains(r#""paotui_issuer":"SC""#), "{text}");
+        let again = IssuerKeys::load_or_generate(dir.path(), [&sc]).unwrap();
+        assert_eq!(again.get(&sc).unwrap().kid(), jwk.kid);
     }
 
     #[test]

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::ids::{IdNumber, ServiceId, Uscc};
+use crate::licenses::{LicenseField, LicenseType, TypeCode};
 use crate::mask::Mask;
 use crate::{Error, Result};
 
@@ -174,6 +175,21 @@ struct RawCatalog {
     departments: Vec<RawDepartment>,
     #[serde(default)]
     services: Vec<RawService>,
+    #[serde(default)]
+    license_types: Vec<RawLicenseType>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLicenseType {
+    code: Spanned<String>,
+    name: String,
+    issuer: Spanned<String>,
+    holder: SubjectKind,
+    #[serde(default)]
+    validity_years: Option<Spanned<u32>>,
+    #[serde(default)]
+    fields: Vec<Spanned<LicenseField>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +229,14 @@ impl Service {
 pub struct Catalog {
     pub departments: BTreeMap<DeptCode, Department>,
     pub services: BTreeMap<ServiceId, Service>,
+    pub license_types: BTreeMap<TypeCode, LicenseType>,
+}
+
+impl Catalog {
+    /// The departments that issue at least one license type.
+    pub fn issuers(&self) -> BTreeSet<&DeptCode> {
+        self.license_types.values().map(|t| &t.issuer).collect()
+    }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -503,6 +527,53 @@ impl Catalog {
             );
         }
         cat.services = services;
+        for t in raw.license_types {
+            let code = TypeCode::parse(t.code.get_ref())
+                .map_err(|e| ctx.err(t.code.span(), e.to_string()))?;
+            if cat.license_types.contains_key(&code) {
+                return Err(ctx.err(t.code.span(), format!("license type {code} defined twice")));
+            }
+            let issuer = dept(&t.issuer, "issuer")?;
+            if let Some(y) = &t.validity_years
+                && !(1..=100).contains(y.get_ref())
+            {
+                return Err(ctx.err(
+                    y.span(),
+                    "validity_years must be 1-100 (omit it for long-term)",
+                ));
+            }
+            let mut fields: Vec<LicenseField> = Vec::new();
+            for f in &t.fields {
+                let spec = f.get_ref().clone();
+                let ok = !spec.name.is_empty()
+                    && spec.name.len() <= 64
+                    && spec
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                if !ok {
+                    return Err(ctx.err(
+                        f.span(),
+                        format!("field name {:?} must be 1-64 of a-z 0-9 _", spec.name),
+                    ));
+                }
+                if fields.iter().any(|g| g.name == spec.name) {
+                    return Err(ctx.err(f.span(), format!("field {:?} defined twice", spec.name)));
+                }
+                fields.push(spec);
+            }
+            cat.license_types.insert(
+                code.clone(),
+                LicenseType {
+                    code,
+                    name: t.name,
+                    issuer,
+                    holder: t.holder,
+                    validity_years: t.validity_years.map(|y| *y.get_ref()),
+                    fields,
+                },
+            );
+        }
         Ok(cat)
     }
 }
@@ -580,6 +651,72 @@ mask = "id_number"
 
         let bad = GOOD.replace(":kind", "1; DROP TABLE person");
         assert!(Catalog::parse("cat.toml", &bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod license_type_tests {
+    use super::*;
+
+    const TYPES: &str = r#"
+[[departments]]
+code = "SC"
+name = "市场监督管理局"
+
+[[license_types]]
+code = "YYZZ"
+name = "营业执照"
+issuer = "SC"
+holder = "uscc"
+validity_years = 20
+
+[[license_types.fields]]
+name = "legal_person"
+required = true
+
+[[license_types.fields]]
+name = "founded"
+type = "date"
+"#;
+
+    #[test]
+    fn parses_license_types() {
+        let c = Catalog::parse("cat.toml", TYPES).unwrap();
+        let t = &c.license_types[&TypeCode::parse("YYZZ").unwrap()];
+        assert_eq!(t.issuer.as_str(), "SC");
+        assert_eq!(t.holder, SubjectKind::Uscc);
+        assert_eq!(t.validity_years, Some(20));
+        assert_eq!(t.fields.len(), 2);
+        assert_eq!(t.fields[1].ty, ParamType::Date);
+        assert!(t.fields[0].required && !t.fields[1].required);
+        assert_eq!(c.issuers().len(), 1);
+    }
+
+    #[test]
+    fn license_type_errors_name_the_line() {
+        for (from, to, line, want) in [
+            ("issuer = \"SC\"", "issuer = \"XX\"", 9, "not a department"),
+            ("code = \"YYZZ\"", "code = \"yy\"", 7, "upper-case"),
+            ("validity_years = 20", "validity_years = 0", 11, "1-100"),
+            (
+                "holder = \"uscc\"",
+                "holder = \"cat\"",
+                10,
+                "unknown variant",
+            ),
+            (
+                "name = \"founded\"",
+                "name = \"legal_person\"",
+                17,
+                "defined twice",
+            ),
+            ("type = \"date\"", "type = \"blob\"", 19, "unknown variant"),
+        ] {
+            let bad = TYPES.replace(from, to);
+            let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("cat.toml:{line}:")), "{to}: {e}");
+            assert!(e.contains(want), "{to}: {e}");
+        }
     }
 }
 

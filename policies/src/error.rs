@@ -12,6 +12,9 @@ pub enum Error {
     },
     #[error("{0}")]
     InvalidParam(String),
+    /// A license request or document that does not fit its type.
+    #[error("{0}")]
+    InvalidLicense(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,7 +3,8 @@
 //! It owns the identifier newtypes parsed at the edge ([`ids`]), the data-service catalog
 //! ([`catalog`]), the access decision for a query ([`access`]: for now the catalog's
 //! per-department allow list, behind the [`access::AccessPolicy`] trait that Cedar
-//! policies will implement) and field masking ([`mask`]).
+//! policies will implement) and field masking ([`mask`]), and the electronic-license types, documents, lifecycle
+//! and offline verdicts ([`licenses`]).
 //!
 //! Everything here is pure: no network, no database. Catalog files are read by the caller
 //! and handed in as text so errors can name the file and line.
@@ -13,6 +14,7 @@ pub mod access;
 pub mod catalog;
 mod error;
 pub mod ids;
+pub mod licenses;
 pub mod mask;
 
 pub use error::{Error, Result};
