@@ -4,6 +4,7 @@
 //! `synchronous = FULL`) and PostgreSQL (for several gateway nodes) — and the
 //! tamper-evident audit log on it: [`AuditLog`] group-commits entries with their RFC 6962
 //! Merkle tree nodes and signs C2SP checkpoints; [`verify::verify`] recomputes it all.
+//! The license vault's tables (licenses, their events and usage records) live here too.
 //!
 //! It never sees a plaintext personal identifier: callers hand it HMACs and hashes.
 #![forbid(unsafe_code)]
@@ -11,6 +12,7 @@
 mod audit;
 mod cache;
 mod error;
+mod licenses;
 mod log;
 mod store;
 mod tree;
@@ -18,6 +20,7 @@ pub mod verify;
 
 pub use audit::{AuditEntry, ENTRY_FORMAT_V1, NewAuditEntry, Outcome};
 pub use error::{Error, Result};
+pub use licenses::{LicenseEvent, LicenseUse, StoredLicense};
 pub use log::{AuditLog, AuditOptions, SignedCheckpoint};
 pub use store::Store;
 pub use tree::StoredCheckpoint;

@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use paotui_certs::GatewayKey;
-use paotui_repository::{AuditLog, AuditOptions, NewAuditEntry, Outcome, Store};
+use paotui_repository::{
+    AuditLog, AuditOptions, LicenseEvent, LicenseUse, NewAuditEntry, Outcome, Store, StoredLicense,
+};
 use sqlx::Connection;
 
 const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -117,9 +119,157 @@ async fn concurrent_appends_are_dense(store: &Store) {
     store.ping().await.unwrap();
 }
 
+fn license(id: &str, number: &str, holder: &str) -> StoredLicense {
+    StoredLicense {
+        id: id.into(),
+        type_code: "YYZZ".into(),
+        issuer: "SC".into(),
+        number_hmac: number.into(),
+        holder_hmac: holder.into(),
+        holder_kind: "business".into(),
+        status: "valid".into(),
+        valid_from: "2026-01-01".into(),
+        valid_until: None,
+        issued_at_us: 1_700_000_000_000_000,
+        source: "api".into(),
+        content_hmac: "c0".into(),
+        document: vec![0, 1, 2, 255],
+    }
+}
+
+fn event(id: &str, to: &str) -> LicenseEvent {
+    LicenseEvent {
+        license_id: id.into(),
+        at_us: 1_700_000_000_000_001,
+        from_status: None,
+        to_status: to.into(),
+        reason: Some("why".into()),
+        by_dept: "SC".into(),
+        by_system: "dengji".into(),
+        operator: None,
+        request_id: "req".into(),
+    }
+}
+
+async fn license_vault(store: &Store) {
+    // Serials are per (type, issuer) and count up.
+    assert_eq!(store.next_license_serial("YYZZ", "SC").await.unwrap(), 1);
+    assert_eq!(store.next_license_serial("YYZZ", "SC").await.unwrap(), 2);
+    assert_eq!(store.next_license_serial("YYZZ", "GA").await.unwrap(), 1);
+
+    let a = license("YYZZ-SC-00000001", "n1", "h1");
+    store
+        .insert_license(&a, &event(&a.id, "valid"))
+        .await
+        .unwrap();
+    assert_eq!(store.license(&a.id).await.unwrap().as_ref(), Some(&a));
+    assert_eq!(
+        store
+            .license_by_number("YYZZ", "n1")
+            .await
+            .unwrap()
+            .map(|l| l.id),
+        Some(a.id.clone())
+    );
+    assert!(store.license("YYZZ-SC-00000099").await.unwrap().is_none());
+
+    // The same type and number again: refused, and no event row was left behind.
+    let dup = license("YYZZ-SC-00000002", "n1", "h2");
+    let e = store
+        .insert_license(&dup, &event(&dup.id, "valid"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, paotui_repository::Error::Conflict(_)), "{e}");
+    assert!(store.license(&dup.id).await.unwrap().is_none());
+    assert!(store.license_events(&dup.id).await.unwrap().is_empty());
+
+    let mut b = license("YYZZ-SC-00000003", "n3", "h1");
+    b.type_code = "SPJY".into();
+    b.issued_at_us += 10;
+    store
+        .insert_license(&b, &event(&b.id, "valid"))
+        .await
+        .unwrap();
+    let all: Vec<_> = store
+        .licenses_of_holder("h1", None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(all, [b.id.clone(), a.id.clone()], "newest first");
+    let one = store
+        .licenses_of_holder("h1", Some("YYZZ"), 10)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert!(
+        store
+            .licenses_of_holder("h9", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Status: an optimistic change; a stale `from` changes nothing.
+    store
+        .change_license_status("valid", &event(&a.id, "suspended"))
+        .await
+        .unwrap();
+    let e = store
+        .change_license_status("valid", &event(&a.id, "revoked"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, paotui_repository::Error::Conflict(_)), "{e}");
+    assert_eq!(
+        store.license(&a.id).await.unwrap().unwrap().status,
+        "suspended"
+    );
+    let history: Vec<_> = store
+        .license_events(&a.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.from_status, e.to_status))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (None, "valid".to_string()),
+            (Some("valid".to_string()), "suspended".to_string())
+        ]
+    );
+
+    // Usage records, all or none: one naming an unknown license fails the batch.
+    let usage = |id: &str, case: &str| LicenseUse {
+        license_id: id.into(),
+        at_us: 1,
+        caller_dept: "ZW".into(),
+        caller_system: "chuangkou".into(),
+        operator: Some("clerk".into()),
+        case_id: case.into(),
+        matter: None,
+        request_id: "r".into(),
+    };
+    store
+        .record_license_uses(&[usage(&a.id, "case-1"), usage(&b.id, "case-1")])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .record_license_uses(&[usage(&a.id, "case-2"), usage("NOPE-SC-00000001", "case-2")])
+            .await
+            .is_err()
+    );
+    let uses = store.license_uses(&a.id).await.unwrap();
+    assert_eq!(uses.len(), 1);
+    assert_eq!(uses[0].case_id, "case-1");
+}
+
 async fn run_all(store: &Store) {
     append_round_trip(store).await;
     concurrent_appends_are_dense(store).await;
+    license_vault(store).await;
 }
 
 #[tokio::test]
