@@ -12,7 +12,7 @@ use paotui_adapters::{
     DataSource, FileSource, HttpOptions, HttpSource, MySqlSource, PostgresSource, SourceLimits,
     SqliteSource,
 };
-use paotui_certs::{GatewayKey, Jwks, SubjectKey};
+use paotui_certs::{DataKey, GatewayKey, IssuerKeys, Jwks, SubjectKey};
 use paotui_policies::access::CatalogAllowList;
 use paotui_policies::catalog::Catalog;
 use paotui_repository::{AuditLog, Store};
@@ -23,6 +23,7 @@ use crate::audit::{self, REQUEST_ID};
 use crate::config::{Config, SourceConfig};
 use crate::routes;
 use crate::state::{AppState, Inner};
+use crate::vault::Vault;
 use crate::{Error, Result};
 
 /// Opens everything the config names: store, keys, catalog, department sources.
@@ -124,9 +125,11 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
             )));
         }
     }
-    let jwks = Jwks {
+    let vault = open_vault(cfg, store.clone(), &catalog, subject_key.clone())?;
+    let mut jwks = Jwks {
         keys: vec![key.jwk().clone()],
     };
+    jwks.keys.extend(vault.issuer_jwks().keys.iter().cloned());
     Ok(AppState(Arc::new(Inner {
         store,
         audit,
@@ -138,7 +141,21 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
         jwks,
         subject_key,
         limits: cfg.limits,
+        vault,
     })))
+}
+
+/// The license vault on `store`: issuer keys for the catalog's issuing departments and the
+/// data key, each generated on first use.
+pub fn open_vault(
+    cfg: &Config,
+    store: Store,
+    catalog: &Catalog,
+    subject_key: SubjectKey,
+) -> Result<Vault> {
+    let issuers = IssuerKeys::load_or_generate(&cfg.path(&cfg.keys.issuers), catalog.issuers())?;
+    let data_key = DataKey::load_or_generate(&cfg.path(&cfg.keys.data_key))?;
+    Ok(Vault::new(store, catalog, subject_key, data_key, issuers))
 }
 
 async fn not_found() -> Error {
@@ -188,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::services::router())
         .merge(routes::keys::router())
         .merge(routes::audit::router())
+        .merge(routes::licenses::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

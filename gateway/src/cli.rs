@@ -89,6 +89,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The electronic-license vault: verify a license offline, import existing licenses.
+    License {
+        #[command(subcommand)]
+        command: crate::license_cli::LicenseCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,16 +244,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             telemetry::init("warn");
             crate::audit_cli::run(command).await
         }
+        Command::License { command } => {
+            telemetry::init("warn");
+            crate::license_cli::run(command).await
+        }
         Command::Catalog {
             command: CatalogCommand::Check { file },
         } => {
             let text = std::fs::read_to_string(&file).map_err(|e| Error::io(file.display(), e))?;
             let cat = Catalog::parse(&file.display().to_string(), &text)?;
             println!(
-                "{}: ok ({} departments, {} services)",
+                "{}: ok ({} departments, {} services, {} license types)",
                 file.display(),
                 cat.departments.len(),
-                cat.services.len()
+                cat.services.len(),
+                cat.license_types.len()
             );
             Ok(())
         }

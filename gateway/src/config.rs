@@ -60,6 +60,14 @@ pub struct KeysConfig {
     /// HMAC key for subject identifiers in the audit log; generated on first start.
     #[serde(default = "default_subject")]
     pub subject_hmac: PathBuf,
+    /// One Ed25519 key per license-issuing department, `<DEPT>-ed25519.pem` in this
+    /// directory; generated on first start for each issuer the catalog names.
+    #[serde(default = "default_issuers")]
+    pub issuers: PathBuf,
+    /// AES-256-GCM key sealing stored license documents; generated on first start.
+    /// Losing it makes the stored documents unreadable: back it up with the store.
+    #[serde(default = "default_data_key")]
+    pub data_key: PathBuf,
 }
 
 fn default_signing() -> PathBuf {
@@ -68,12 +76,20 @@ fn default_signing() -> PathBuf {
 fn default_subject() -> PathBuf {
     PathBuf::from("keys/subject-hmac.key")
 }
+fn default_issuers() -> PathBuf {
+    PathBuf::from("keys/issuers")
+}
+fn default_data_key() -> PathBuf {
+    PathBuf::from("keys/data-aes256.key")
+}
 
 impl Default for KeysConfig {
     fn default() -> Self {
         KeysConfig {
             signing: default_signing(),
             subject_hmac: default_subject(),
+            issuers: default_issuers(),
+            data_key: default_data_key(),
         }
     }
 }

@@ -39,7 +39,7 @@ fn config_text(listen: SocketAddr) -> String {
 }
 
 /// The systems the demo issues certificates for: (dept, system, role).
-pub const SYSTEMS: [(&str, &str, &str); 4] = [
+pub const SYSTEMS: [(&str, &str, &str); 5] = [
     (
         "RS",
         "shebao",
@@ -60,7 +60,15 @@ pub const SYSTEMS: [(&str, &str, &str); 4] = [
         "jiancha",
         "electronic supervision (电子监察): reads and verifies the audit log",
     ),
+    (
+        "ZW",
+        "chuangkou",
+        "一门办理 window system: fetches applicants' prior licenses for a case",
+    ),
 ];
+
+/// The issuing departments whose existing licenses the world imports into the vault.
+pub const LICENSE_ISSUERS: [&str; 3] = ["GA", "SC", "BDC"];
 
 /// A demo world on disk.
 #[derive(Debug, Clone)]
@@ -221,6 +229,26 @@ impl World {
             config = place_source(&config, "business", "mysql", url, "PAOTUI_BUSINESS_DB_URL")?;
         }
         write("paotui.toml", &config)?;
+        // Each issuing department migrates its existing licenses into the vault, exactly
+        // as `paotui license import` does.
+        for dept in LICENSE_ISSUERS {
+            let file = staging.join("data").join(format!("licenses-{dept}.csv"));
+            let rejects = staging
+                .join("data")
+                .join(format!("licenses-{dept}.rejects.csv"));
+            let s = crate::license_cli::import(
+                &file,
+                &staging.join("paotui.toml"),
+                DeptCode::parse(dept)?,
+                Some("demo-import".into()),
+                &rejects,
+            )
+            .await?;
+            say(format!(
+                "  {dept} imported {} licenses into the vault ({} rejected)",
+                s.stored, s.rejected
+            ));
+        }
         if dir.exists() {
             std::fs::remove_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
         }
@@ -437,7 +465,102 @@ pub async fn walkthrough(world: &World, addr: SocketAddr) -> Result<()> {
             say(format!("     {row}"));
         }
     }
-    audit_step(world, addr, &jwks, first).await
+    audit_step(world, addr, &jwks, first).await?;
+    license_steps(world, addr, &jwks).await
+}
+
+/// Steps 9-12: the license vault — a license issued, reused at a window, verified, suspended.
+async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwks) -> Result<()> {
+    if !world.system("ZW", "chuangkou").0.exists() {
+        say("9. (this world predates the license vault; remove it to see the license steps)");
+        return Ok(());
+    }
+    let sc = world.client("SC", "dengji", addr)?;
+    let zw = world.client("ZW", "chuangkou", addr)?;
+    let business = world
+        .samples
+        .business
+        .first()
+        .ok_or_else(|| Error::Client("demo world has no sample business".into()))?;
+
+    // The window opens a case for the business and fetches its licence from the vault.
+    let r = zw
+        .get(&format!(
+            "/v1/holders/{business}/licenses?type=YYZZ&case_id=DEMO-CASE-0001&matter=food-permit"
+        ))
+        .await?;
+    check("licenses of holder", r.status, StatusCode::OK)?;
+    let (_, idx) = r.verify(jwks)?;
+    let found = r.json()?;
+    let licence = found["licenses"]
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .ok_or_else(|| Error::Client("the sample business has no licence in the vault".into()))?;
+    let token = licence["jws"].as_str().unwrap_or("");
+    let today = chrono::Utc::now().date_naive();
+    let offline = paotui_policies::licenses::verify_offline(token, jwks, today);
+    say(format!(
+        "9. ZW/chuangkou (window, case DEMO-CASE-0001) fetches the applicant's 营业执照 from the vault → {} · {} {} · status {} · audit index {idx}",
+        r.status,
+        licence["id"].as_str().unwrap_or(""),
+        licence["document"]["holder"]["name"].as_str().unwrap_or(""),
+        licence["status"].as_str().unwrap_or("")
+    ));
+    say(format!(
+        "     its JWS verifies offline with the issuer key from /v1/keys alone: {} (no paper copy needed)",
+        if offline.valid { "valid" } else { "NOT valid" }
+    ));
+
+    // The issuing department issues a new license through the API.
+    let body = json!({
+        "type": "SPJY",
+        "holder_id": business,
+        "holder_name": licence["document"]["holder"]["name"],
+        "data": {"scope": "预包装食品销售", "address": licence["document"]["data"]["address"]}
+    });
+    let r = sc.post_json("/v1/licenses", &body).await?;
+    check("issue license", r.status, StatusCode::CREATED)?;
+    r.verify(jwks)?;
+    let issued = r.json()?;
+    let id = issued["id"].as_str().unwrap_or("").to_owned();
+    say(format!(
+        "10. SC/dengji issues a 食品经营许可证 → {} · {id} valid until {} · signed by SC's key",
+        r.status,
+        issued["document"]["valid_until"]
+            .as_str()
+            .unwrap_or("long-term")
+    ));
+
+    // Verified online, suspended by its issuer, verified again.
+    let verify = json!({"jws": issued["jws"]});
+    let r = zw.post_json("/v1/licenses/verify", &verify).await?;
+    check("verify license", r.status, StatusCode::OK)?;
+    r.verify(jwks)?;
+    say(format!(
+        "11. ZW/chuangkou verifies it with the vault → {} · valid",
+        r.status
+    ));
+    let r = sc
+        .post_json(
+            &format!("/v1/licenses/{id}/status"),
+            &json!({"action": "suspend", "reason": "现场核查整改期间"}),
+        )
+        .await?;
+    check("suspend license", r.status, StatusCode::OK)?;
+    let r = zw.post_json("/v1/licenses/verify", &verify).await?;
+    check(
+        "verify suspended license",
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )?;
+    r.verify(jwks)?;
+    say(format!(
+        "12. SC/dengji suspends it; verifying again → {} · {}",
+        r.status,
+        r.json()?["detail"].as_str().unwrap_or("")
+    ));
+    Ok(())
 }
 
 /// Step 8: the supervisor (电子监察) proves the first answer's entry is in the log.

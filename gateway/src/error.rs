@@ -24,6 +24,16 @@ pub enum Error {
     MethodNotAllowed,
     #[error("{0}")]
     Forbidden(String),
+    /// The request contradicts stored state (a duplicate number, a refused transition).
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed but failing a check; `members` go into the problem as extension
+    /// members (RFC 9457 §3.2), e.g. a license verdict's reasons.
+    #[error("{detail}")]
+    Unprocessable {
+        detail: String,
+        members: serde_json::Map<String, serde_json::Value>,
+    },
     #[error("{0}")]
     SourceUnavailable(String),
     #[error("{0}")]
@@ -82,6 +92,10 @@ impl Error {
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Conflict(_) | Store(paotui_repository::Error::Conflict(_)) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             SourceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "source-unavailable"),
             SourceTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "source-timeout"),
             SourceFailed(_) => (StatusCode::BAD_GATEWAY, "source-failed"),
@@ -122,7 +136,9 @@ impl Error {
             Source(paotui_adapters::Error::Query { source_name, .. }) => {
                 format!("source {source_name} failed to answer the query")
             }
-            Store(paotui_repository::Error::NotFound(m)) => m.clone(),
+            Store(
+                paotui_repository::Error::NotFound(m) | paotui_repository::Error::Conflict(m),
+            ) => m.clone(),
             Store(paotui_repository::Error::Unavailable(_)) => AuditUnavailable.to_string(),
             Config(_)
             | Certs(_)
@@ -144,12 +160,18 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    #[serde(flatten)]
+    members: serde_json::Map<String, serde_json::Value>,
 }
 
 impl IntoResponse for Error {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         let (status, slug) = self.status_and_slug();
         let detail = self.public_detail();
+        let members = match &mut self {
+            Error::Unprocessable { members, .. } => std::mem::take(members),
+            _ => serde_json::Map::new(),
+        };
         if status.is_server_error() {
             // The full cause goes to the operator's log, never to the caller.
             // Redacted: a database's message may quote the offending value.
@@ -160,6 +182,7 @@ impl IntoResponse for Error {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.clone(),
+            members,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (status, body).into_response();

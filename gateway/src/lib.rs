@@ -14,9 +14,12 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod extract;
+pub mod license_cli;
+pub mod license_import;
 pub mod routes;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod vault;
 
 pub use error::{Error, Result, redact};

@@ -10,6 +10,7 @@ use paotui_policies::catalog::Catalog;
 use paotui_repository::{AuditLog, Store};
 
 use crate::config::Limits;
+use crate::vault::Vault;
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<Inner>);
@@ -23,9 +24,11 @@ pub struct Inner {
     pub sources: HashMap<String, Arc<dyn DataSource>>,
     pub policy: Arc<dyn AccessPolicy>,
     pub key: Arc<GatewayKey>,
+    /// The gateway's key and the license issuers' keys, as served at `/v1/keys`.
     pub jwks: Jwks,
     pub subject_key: SubjectKey,
     pub limits: Limits,
+    pub vault: Vault,
 }
 
 impl std::ops::Deref for AppState {

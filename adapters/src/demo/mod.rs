@@ -9,6 +9,8 @@
 //!   characters), legal representative ID, scope, status …
 //! - 人社 social insurance (`social_insurance`): insured ID, insurance type, status,
 //!   months paid …
+//! - the issuing departments' existing licenses, as import files for the vault
+//!   (`licenses-{GA,SC,BDC}.csv`, see [`licenses`]).
 //!
 //! Generation is deterministic for a seed. SQLite and export files are written under a
 //! temporary name and renamed into place; PostgreSQL and MySQL tables are loaded as
@@ -178,6 +180,7 @@ pub fn person(rng: &mut SmallRng) -> Result<Person> {
     })
 }
 
+pub mod licenses;
 mod sink;
 
 pub use sink::{Sink, Table, Ty};
@@ -335,6 +338,7 @@ pub async fn generate(opts: &Options) -> Result<Summary> {
         None => Sink::sqlite(&BUSINESS, &opts.dir.join(BUSINESS_DB)).await?,
     };
     let mut social_sink = Sink::files(&SOCIAL, &opts.dir)?;
+    let mut license_files = licenses::LicenseFiles::create(&opts.dir)?;
 
     let bar = progress_bar(opts.people, opts.progress);
     let mut rng = SmallRng::seed_from_u64(opts.seed);
@@ -350,18 +354,20 @@ pub async fn generate(opts: &Options) -> Result<Summary> {
         bar.inc(1);
         let id = p.id_number.as_str().to_owned();
         person_sink.push(person_row(&p)).await?;
+        license_files.person(&p)?;
         keep(&mut samples.population, &id);
         let age = 2026 - chrono::Datelike::year(&p.birth_date);
         if age >= 22 && rng.gen_bool(0.45) {
             for _ in 0..rng.gen_range(1..=2) {
-                property_sink
-                    .push(property_row(&mut rng, &mut serial, &p))
-                    .await?;
+                let row = property_row(&mut rng, &mut serial, &p);
+                license_files.property(&row)?;
+                property_sink.push(row).await?;
             }
             keep(&mut samples.property, &id);
         }
         if age >= 20 && rng.gen_bool(0.12) {
             let row = business_row(&mut rng, &mut serial, &p)?;
+            license_files.business(&row)?;
             if let Cell::Text(uscc) = &row[0] {
                 keep(&mut samples.business, uscc);
                 if employers.len() < 1000 {
@@ -386,6 +392,7 @@ pub async fn generate(opts: &Options) -> Result<Summary> {
     ] {
         rows.push((t.to_owned(), s.finish().await?));
     }
+    license_files.finish()?;
     bar.finish_and_clear();
     Ok(Summary { samples, rows })
 }

@@ -3,4 +3,5 @@
 pub mod audit;
 pub mod health;
 pub mod keys;
+pub mod licenses;
 pub mod services;

@@ -139,7 +139,7 @@ struct AnswerField {
     masked: bool,
 }
 
-fn parse_case_id(s: &str) -> Result<String> {
+pub(crate) fn parse_case_id(s: &str) -> Result<String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.bytes()

@@ -1,0 +1,401 @@
+//! The electronic-license vault over HTTP.
+//!
+//! - `POST /v1/licenses`: issue (a system of the type's issuing department) → 201.
+//! - `GET /v1/licenses/{id}?case_id=&matter=`: one license, signed document and status.
+//! - `GET /v1/holders/{holder}/licenses?type=&case_id=&matter=`: a holder's licenses.
+//! - `POST /v1/licenses/{id}/status`: suspend / restore / revoke, by the issuer, with a reason.
+//! - `POST /v1/licenses/verify`: any system; 200 with a verdict, or 422 with its reasons.
+//! - `POST /v1/licenses/import`: JSON lines (`application/x-ndjson`), read as they stream
+//!   in, each row stored or rejected as by `paotui license import`; answers the outcomes.
+//!
+//! Every fetch names the case it serves and leaves a usage record (用证记录) besides the
+//! audit entry. Until cases exist (issue E) the case id is taken as given.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use paotui_policies::licenses::{LicenseRequest, StatusAction};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::audit::{AuditScope, Identity, OPERATOR, REQUEST_ID};
+use crate::extract::ApiJson;
+use crate::license_import::{self, MAX_ROW_BYTES, Row, RowOutcome, Summary};
+use crate::routes::services::parse_case_id;
+use crate::state::AppState;
+use crate::vault::{Actor, Issued, LicenseView, Source};
+use crate::{Error, Result};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/licenses", post(issue))
+        .route("/v1/licenses/verify", post(verify))
+        .route("/v1/licenses/import", post(import))
+        .route("/v1/licenses/{id}", get(fetch))
+        .route("/v1/licenses/{id}/status", post(status))
+        .route("/v1/holders/{holder}/licenses", get(of_holder))
+}
+
+fn now() -> (chrono::NaiveDate, i64) {
+    let t = chrono::Utc::now();
+    (t.date_naive(), t.timestamp_micros())
+}
+
+fn actor(id: &Identity, headers: &axum::http::HeaderMap) -> Actor {
+    let h = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Actor {
+        dept: id.0.dept.clone(),
+        system: id.0.system.to_string(),
+        // The audit layer has already refused a malformed operator.
+        operator: h(&OPERATOR),
+        request_id: h(&REQUEST_ID).unwrap_or_default(),
+    }
+}
+
+/// Query parameters: only the named ones, each at most once.
+fn query(raw: Option<String>, allowed: &[&str]) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(Error::BadRequest(format!(
+                "unknown query parameter {k:?}; expected {}",
+                allowed.join(", ")
+            )));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(Error::BadRequest(format!("{k} is given twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// The case (required) and matter (optional) a fetch serves, put in the audit entry.
+fn case_and_matter(
+    q: &HashMap<String, String>,
+    scope: &AuditScope,
+) -> Result<(String, Option<String>)> {
+    let case = q.get("case_id").ok_or_else(|| {
+        Error::BadRequest("case_id is required: name the case this license is used for".into())
+    })?;
+    let case = parse_case_id(case)?;
+    let matter = q
+        .get("matter")
+        .map(|m| {
+            parse_case_id(m).map_err(|_| {
+                Error::BadRequest("matter must be 1-64 characters of A-Z a-z 0-9 - _".into())
+            })
+        })
+        .transpose()?;
+    scope.update(|c| {
+        c.case_id = Some(case.clone());
+        c.matter = matter.clone();
+    });
+    Ok((case, matter))
+}
+
+async fn issue(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    headers: axum::http::HeaderMap,
+    body: std::result::Result<ApiJson<LicenseRequest>, Error>,
+) -> Result<Response> {
+    scope.update(|c| c.action = Some("license.issue".into()));
+    let ApiJson(req) = body?;
+    if let Ok(t) = app.vault.license_type(&req.type_code) {
+        scope.update(|c| c.service = Some(format!("license:{}", t.code)));
+        if let Ok(h) = t.holder.parse(&req.holder_id) {
+            scope.update(|c| c.subject_hmac = Some(app.vault.holder_hmac(&h)));
+        }
+    }
+    // Numbers are assigned here; only imports carry an existing one.
+    if req.number.is_some() {
+        return Err(Error::BadRequest(
+            "number is assigned by the vault; existing licenses come in by import".into(),
+        ));
+    }
+    let (today, at) = now();
+    let issued = app
+        .vault
+        .issue(&actor(&id, &headers), &req, Source::Api, today, at)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, Error::Forbidden(_)) {
+                scope.update(|c| c.denied = true);
+            }
+        })?;
+    match issued {
+        Issued::New(view) => {
+            scope.update(|c| c.fields = vec![view.id.clone()]);
+            Ok((StatusCode::CREATED, Json(view)).into_response())
+        }
+        Issued::AlreadyStored(_) => Err(Error::Internal("issue without number matched".into())),
+    }
+}
+
+async fn fetch(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    headers: axum::http::HeaderMap,
+    Path(license): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<LicenseView>> {
+    scope.update(|c| c.action = Some("license.read".into()));
+    let q = query(raw, &["case_id", "matter"])?;
+    let (case, matter) = case_and_matter(&q, &scope)?;
+    let (today, at) = now();
+    let (row, view) = app.vault.get(&license, today).await?;
+    scope.update(|c| {
+        c.service = Some(format!("license:{}", row.type_code));
+        c.subject_hmac = Some(row.holder_hmac.clone());
+    });
+    app.vault
+        .record_uses(
+            &actor(&id, &headers),
+            std::slice::from_ref(&row.id),
+            &case,
+            matter.as_deref(),
+            at,
+        )
+        .await?;
+    scope.update(|c| c.fields = vec![row.id.clone()]);
+    Ok(Json(view))
+}
+
+async fn of_holder(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    headers: axum::http::HeaderMap,
+    Path(holder): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>> {
+    scope.update(|c| c.action = Some("license.list".into()));
+    let q = query(raw, &["case_id", "matter", "type"])?;
+    let (case, matter) = case_and_matter(&q, &scope)?;
+    let type_code = q.get("type").map(String::as_str);
+    if let Some(t) = type_code {
+        scope.update(|c| c.service = Some(format!("license:{t}")));
+    }
+    let (today, at) = now();
+    let (hmac, views) = app.vault.of_holder(&holder, type_code, today).await?;
+    scope.update(|c| c.subject_hmac = Some(hmac));
+    let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
+    app.vault
+        .record_uses(&actor(&id, &headers), &ids, &case, matter.as_deref(), at)
+        .await?;
+    scope.update(|c| c.fields = ids);
+    Ok(Json(serde_json::json!({ "licenses": views })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    action: StatusAction,
+    /// Why (printed in the license's history and the audit entry's context).
+    reason: String,
+}
+
+async fn status(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    headers: axum::http::HeaderMap,
+    Path(license): Path<String>,
+    body: std::result::Result<ApiJson<StatusBody>, Error>,
+) -> Result<Json<Value>> {
+    scope.update(|c| c.action = Some("license.status".into()));
+    let (today, at) = now();
+    let (row, _) = app.vault.get(&license, today).await?;
+    scope.update(|c| {
+        c.service = Some(format!("license:{}", row.type_code));
+        c.subject_hmac = Some(row.holder_hmac.clone());
+        c.fields = vec![row.id.clone()];
+    });
+    let ApiJson(body) = body?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.len() > 500 || reason.chars().any(char::is_control) {
+        return Err(Error::BadRequest(
+            "reason must be 1-500 bytes of text without control characters".into(),
+        ));
+    }
+    let (from, to) = app
+        .vault
+        .change_status(&actor(&id, &headers), &row, body.action, reason, at)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, Error::Forbidden(_)) {
+                scope.update(|c| c.denied = true);
+            }
+        })?;
+    Ok(Json(serde_json::json!({
+        "id": row.id,
+        "previous": from.as_str(),
+        "status": to.as_str(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    jws: String,
+}
+
+async fn verify(
+    State(app): State<AppState>,
+    scope: AuditScope,
+    body: std::result::Result<ApiJson<VerifyBody>, Error>,
+) -> Result<Response> {
+    scope.update(|c| c.action = Some("license.verify".into()));
+    let ApiJson(body) = body?;
+    let (today, _) = now();
+    let verdict = app.vault.verify(&body.jws, today).await?;
+    if let Some(doc) = &verdict.document {
+        let hmac = app.vault.holder_hmac(&doc.holder.id);
+        let id = doc.id.to_string();
+        let ty = doc.type_code.to_string();
+        scope.update(|c| {
+            c.service = Some(format!("license:{ty}"));
+            c.subject_hmac = Some(hmac);
+            c.fields = vec![id];
+        });
+    }
+    if verdict.valid {
+        return Ok(Json(verdict).into_response());
+    }
+    let detail = format!(
+        "the license does not verify: {}",
+        verdict.reasons.join("; ")
+    );
+    let members = match serde_json::to_value(&verdict) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    Err(Error::Unprocessable { detail, members })
+}
+
+/// Most bytes one import request may stream.
+pub const IMPORT_MAX_BYTES: usize = 64 << 20;
+
+async fn import(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>> {
+    use futures_util::StreamExt;
+    scope.update(|c| c.action = Some("license.import".into()));
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/x-ndjson")
+        && !mime.eq_ignore_ascii_case("application/jsonl")
+    {
+        return Err(Error::UnsupportedMediaType(
+            "an import body is JSON lines: application/x-ndjson".into(),
+        ));
+    }
+    if !app.vault.issues_any(&id.0.dept) {
+        scope.update(|c| c.denied = true);
+        return Err(Error::Forbidden(format!(
+            "department {} issues no license type",
+            id.0.dept
+        )));
+    }
+    let mut actor = actor(&id, &headers);
+    actor.system = id.0.system.to_string();
+    let mut summary = Summary::default();
+    let mut outcomes = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut line = 0u64;
+    let mut total = 0usize;
+    let mut skipping = false;
+    let mut stream = body.into_data_stream();
+    loop {
+        let chunk = match stream.next().await {
+            Some(Ok(c)) => Some(c),
+            Some(Err(_)) => return Err(Error::BadRequest("request body could not be read".into())),
+            None => None,
+        };
+        let end = chunk.is_none();
+        if let Some(c) = chunk {
+            total += c.len();
+            if total > IMPORT_MAX_BYTES {
+                return Err(Error::PayloadTooLarge(format!(
+                    "an import request may carry at most {IMPORT_MAX_BYTES} bytes; rows up to line {line} were processed"
+                )));
+            }
+            pending.extend_from_slice(&c);
+        }
+        // Complete lines (and, at the end, the last one without a newline).
+        let mut rows = Vec::new();
+        while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+            let rest = pending.split_off(nl + 1);
+            let mut text = std::mem::replace(&mut pending, rest);
+            text.pop();
+            line += 1;
+            if std::mem::take(&mut skipping) {
+                rows.push(Row {
+                    line,
+                    request: Err(format!("row is longer than {MAX_ROW_BYTES} bytes")),
+                });
+            } else {
+                rows.extend(text_row(line, text));
+            }
+        }
+        if end && !pending.is_empty() {
+            line += 1;
+            rows.extend(text_row(line, std::mem::take(&mut pending)));
+        }
+        if pending.len() > MAX_ROW_BYTES {
+            // Drop the over-long row's bytes as they come; it is rejected at its newline.
+            pending.clear();
+            skipping = true;
+        }
+        for row in rows {
+            let o = license_import::import_row(&app.vault, &app.audit, &actor, row).await?;
+            summary.add(&o);
+            outcomes.push(o);
+        }
+        if end {
+            break;
+        }
+    }
+    scope.update(|c| {
+        c.fields = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                RowOutcome::Stored { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+    });
+    Ok(Json(
+        serde_json::json!({ "summary": summary, "rows": outcomes }),
+    ))
+}
+
+/// A JSON line; blank lines are skipped (their numbers still count).
+fn text_row(line: u64, text: Vec<u8>) -> Option<Row> {
+    match String::from_utf8(text) {
+        Err(_) => Some(Row {
+            line,
+            request: Err("the row is not valid UTF-8".into()),
+        }),
+        Ok(s) if s.trim().is_empty() => None,
+        Ok(s) => Some(license_import::json_row(line, s.trim())),
+    }
+}
