@@ -4,4 +4,5 @@
 mod api;
 mod audit;
 mod departments;
+mod licenses;
 mod tls;
