@@ -28,7 +28,9 @@ pub enum LicenseCommand {
     /// exits 1 when the license does not verify. Status (suspended, revoked) needs the
     /// vault: use POST /v1/licenses/verify for that.
     Verify {
+        /// The license: a compact JWS, or JSON with a "jws" member.
         file: PathBuf,
+        /// A JWK set file (save GET /v1/keys).
         #[arg(long, value_name = "KEYS")]
         keys: PathBuf,
         /// Check the dates as of this day (YYYY-MM-DD) instead of today.
@@ -45,6 +47,7 @@ pub enum LicenseCommand {
     /// to the rejects file with its line number and reason. Re-running a file stores
     /// nothing twice. Safe to run while the gateway serves.
     Import {
+        /// The rows: .csv, or .jsonl / .ndjson for JSON lines.
         file: PathBuf,
         #[arg(long, short, default_value = "paotui.toml")]
         config: PathBuf,

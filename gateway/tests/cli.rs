@@ -30,6 +30,20 @@ fn demo_exit_builds_walks_through_and_reuses_its_world() {
         "{stdout}"
     );
     assert!(stdout.contains("curl --cacert"), "{stdout}");
+    // The license vault: imported at build, fetched by a window, issued, verified, suspended.
+    assert!(stdout.contains("SC imported"), "{stdout}");
+    assert!(
+        stdout.contains("fetches the applicant's 营业执照 from the vault → 200 OK"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/v1/keys alone: valid"), "{stdout}");
+    assert!(stdout.contains("食品经营许可证 → 201 Created"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "422 Unprocessable Entity · the license does not verify: the license is suspended"
+        ),
+        "{stdout}"
+    );
 
     let again = paotui()
         .args(["demo", "--exit", "--dir"])
@@ -218,4 +232,124 @@ fn demo_data_writes_four_departments() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--size"));
+}
+
+/// `paotui license verify`: offline, with a JWK set file; exit 1 with reasons when bad.
+#[test]
+fn license_verify_offline_accepts_good_and_refuses_altered_or_expired() {
+    use paotui_certs::{DeptCode, IssuerKeys, Jwks, jws};
+    let dir = tempfile::tempdir().unwrap();
+    let sc = DeptCode::parse("SC").unwrap();
+    let keys = IssuerKeys::load_or_generate(&dir.path().join("issuers"), [&sc]).unwrap();
+    let jwks = Jwks {
+        keys: keys.jwks().cloned().collect(),
+    };
+    let keys_file = dir.path().join("keys.json");
+    std::fs::write(&keys_file, serde_json::to_string(&jwks).unwrap()).unwrap();
+    let doc = serde_json::json!({
+        "v": 1, "id": "SPJY-SC-00000001", "type": "SPJY", "type_name": "食品经营许可证",
+        "number": "SPJY-SC-00000001",
+        "holder": {"kind": "uscc", "id": "91440606100000075N", "name": "测试"},
+        "issuer": {"dept": "SC", "name": "市场监督管理局"},
+        "issued_on": "2024-01-01", "valid_from": "2024-01-01", "valid_until": "2028-12-31",
+        "data": {"scope": "零售"}
+    });
+    let token = jws::sign_json(keys.get(&sc).unwrap(), "paotui-license+jws", &doc).unwrap();
+    let run = |token: &str, extra: &[&str]| {
+        let f = dir.path().join("license.json");
+        std::fs::write(&f, serde_json::json!({ "jws": token }).to_string()).unwrap();
+        paotui()
+            .args(["license", "verify"])
+            .arg(&f)
+            .arg("--keys")
+            .arg(&keys_file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&token, &["--on", "2026-11-25"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["valid"], true);
+    assert_eq!(verdict["document"]["id"], "SPJY-SC-00000001");
+
+    let out = run(&token, &["--on", "2029-01-01"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expired"));
+
+    let mut altered = token.clone();
+    let mid = altered.find('.').unwrap() + 5;
+    let c = altered.as_bytes()[mid];
+    altered.replace_range(mid..=mid, if c == b'A' { "B" } else { "A" });
+    let out = run(&altered, &["--on", "2026-11-25"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("license.json: the license does not verify"),
+        "{err}"
+    );
+}
+
+/// `paotui license import` with a file it cannot read as licenses names the file and line.
+#[test]
+fn license_import_names_file_and_line_of_a_broken_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world");
+    let out = paotui()
+        .args(["demo", "--exit", "--people", "50", "--dir"])
+        .arg(&world)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.path().join("bad.csv");
+    std::fs::write(&file, "kind,holder\nYYZZ,x\n").unwrap();
+    let out = paotui()
+        .args(["license", "import"])
+        .arg(&file)
+        .arg("--config")
+        .arg(world.join("paotui.toml"))
+        .args(["--dept", "SC"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.csv:line 1: the header has no \"type\" column"),
+        "{err}"
+    );
+
+    // A good file: stored, and a second run stores nothing new.
+    std::fs::write(
+        &file,
+        "type,holder_id,holder_name,number,issued_on,scope,address\nSPJY,91440606100000075N,测试,JY-1,2024-01-01,零售,佛山\n",
+    )
+    .unwrap();
+    for want in [
+        "1 stored, 0 already stored, 0 rejected",
+        "0 stored, 1 already stored, 0 rejected",
+    ] {
+        let out = paotui()
+            .args(["license", "import"])
+            .arg(&file)
+            .arg("--config")
+            .arg(world.join("paotui.toml"))
+            .args(["--dept", "SC"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(want), "{stdout}");
+    }
 }

@@ -814,3 +814,77 @@ fn jwcrypto() -> Option<std::path::PathBuf> {
     eprintln!("skipping: jwcrypto unavailable (pip install jwcrypto)");
     None
 }
+
+/// The vault on the PostgreSQL store backend: issue, reuse, status, verify.
+#[tokio::test]
+async fn the_vault_works_on_a_postgres_store() {
+    use sqlx::Connection;
+    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+    let mut conn = match sqlx::PgConnection::connect(admin).await {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping: PostgreSQL unreachable: {e}");
+            return;
+        }
+        Err(e) => panic!("PostgreSQL unreachable under CI: {e}"),
+    };
+    let name = format!(
+        "paotui_vault_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let app = TestApp::spawn_with(|c| c.database = Some(url.clone()))
+        .await
+        .unwrap();
+    let sc = app.client("SC", "dengji").unwrap();
+    let zw = app.client("ZW", "chuangkou").unwrap();
+    let holder = fresh_uscc(30);
+    let r = sc.post_json("/v1/licenses", &yyzz(&holder)).await.unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let issued = r.json().unwrap();
+    let id = issued["id"].as_str().unwrap();
+    let r = zw
+        .get(&format!("/v1/holders/{holder}/licenses?case_id=PG-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.json().unwrap()["licenses"][0]["jws"], issued["jws"]);
+    let r = sc
+        .post_json(
+            &format!("/v1/licenses/{id}/status"),
+            &json!({"action": "suspend", "reason": "pg"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let r = zw
+        .post_json("/v1/licenses/verify", &json!({"jws": issued["jws"]}))
+        .await
+        .unwrap();
+    problem(&r, StatusCode::UNPROCESSABLE_ENTITY);
+    // The rows are in PostgreSQL, sealed.
+    let store = paotui_repository::Store::open(&url).await.unwrap();
+    assert_eq!(store.backend_name(), "postgres");
+    let row = store.license(id).await.unwrap().unwrap();
+    assert_eq!(row.status, "suspended");
+    assert!(!contains(&row.document, &holder) && !contains(&row.document, NAME));
+    assert_eq!(store.license_uses(id).await.unwrap().len(), 1);
+    store.close().await;
+    app.stop().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
