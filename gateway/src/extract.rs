@@ -39,3 +39,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         })
     }
 }
+
+/// Query parameters: only the `allowed` names, each at most once.
+pub fn query_params(
+    raw: Option<String>,
+    allowed: &[&str],
+) -> Result<std::collections::HashMap<String, String>, Error> {
+    let mut out = std::collections::HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(Error::BadRequest(format!(
+                "unknown query parameter {k:?}; expected {}",
+                allowed.join(", ")
+            )));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(Error::BadRequest(format!("{k} is given twice")));
+        }
+    }
+    Ok(out)
+}

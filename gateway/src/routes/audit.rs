@@ -58,20 +58,10 @@ fn number(name: &str, v: &str) -> Result<u64> {
 
 /// Query parameters: only the named ones, each at most once, each a number.
 fn params(raw: Option<String>, allowed: &[&str]) -> Result<HashMap<String, u64>> {
-    let mut out = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if !allowed.contains(&k.as_ref()) {
-            return Err(Error::BadRequest(format!(
-                "unknown query parameter {k:?}; expected {}",
-                allowed.join(", ")
-            )));
-        }
-        let n = number(&k, &v)?;
-        if out.insert(k.to_string(), n).is_some() {
-            return Err(Error::BadRequest(format!("{k} is given twice")));
-        }
-    }
-    Ok(out)
+    crate::extract::query_params(raw, allowed)?
+        .into_iter()
+        .map(|(k, v)| number(&k, &v).map(|n| (k, n)))
+        .collect()
 }
 
 fn b64(hashes: &[Hash]) -> Vec<String> {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::audit::{AuditScope, Identity, OPERATOR, REQUEST_ID};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, query_params};
 use crate::license_import::{self, MAX_ROW_BYTES, Row, RowOutcome, Summary};
 use crate::routes::services::parse_case_id;
 use crate::state::AppState;
@@ -59,23 +59,6 @@ fn actor(id: &Identity, headers: &axum::http::HeaderMap) -> Actor {
         operator: h(&OPERATOR),
         request_id: h(&REQUEST_ID).unwrap_or_default(),
     }
-}
-
-/// Query parameters: only the named ones, each at most once.
-fn query(raw: Option<String>, allowed: &[&str]) -> Result<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if !allowed.contains(&k.as_ref()) {
-            return Err(Error::BadRequest(format!(
-                "unknown query parameter {k:?}; expected {}",
-                allowed.join(", ")
-            )));
-        }
-        if out.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(Error::BadRequest(format!("{k} is given twice")));
-        }
-    }
-    Ok(out)
 }
 
 /// The case (required) and matter (optional) a fetch serves, put in the audit entry.
@@ -151,7 +134,7 @@ async fn fetch(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<LicenseView>> {
     scope.update(|c| c.action = Some("license.read".into()));
-    let q = query(raw, &["case_id", "matter"])?;
+    let q = query_params(raw, &["case_id", "matter"])?;
     let (case, matter) = case_and_matter(&q, &scope)?;
     let (today, at) = now();
     let (row, view) = app.vault.get(&license, today).await?;
@@ -181,7 +164,7 @@ async fn of_holder(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>> {
     scope.update(|c| c.action = Some("license.list".into()));
-    let q = query(raw, &["case_id", "matter", "type"])?;
+    let q = query_params(raw, &["case_id", "matter", "type"])?;
     let (case, matter) = case_and_matter(&q, &scope)?;
     let type_code = q.get("type").map(String::as_str);
     if let Some(t) = type_code {
