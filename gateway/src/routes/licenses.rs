@@ -298,8 +298,7 @@ async fn import(
             id.0.dept
         )));
     }
-    let mut actor = actor(&id, &headers);
-    actor.system = id.0.system.to_string();
+    let actor = actor(&id, &headers);
     let mut summary = Summary::default();
     let mut outcomes = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
