@@ -303,6 +303,40 @@ async fn status_transitions_allowed_refused_and_kept_as_history() {
         ]
     );
 
+    // The history over the API: for the issuer and the auditors, not for the window.
+    let r =
+        c.sc.get(&format!("/v1/licenses/{id}/events"))
+            .await
+            .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let ev = r.json().unwrap();
+    let tos: Vec<&str> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(tos, ["valid", "suspended", "valid", "revoked"]);
+    assert_eq!(ev["events"][1]["reason"], "suspend for test");
+    assert_eq!(ev["events"][1]["by_system"], "dengji");
+    let jc = c.app.client("JC", "jiancha").unwrap();
+    assert_eq!(
+        jc.get(&format!("/v1/licenses/{id}/events"))
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+    let r =
+        c.zw.get(&format!("/v1/licenses/{id}/events"))
+            .await
+            .unwrap();
+    problem(&r, StatusCode::FORBIDDEN);
+    assert_eq!(
+        audit_of(&c.app, &c.jwks, &r).await.entry.outcome,
+        Outcome::Denied
+    );
+
     // A revoked license no longer verifies, and the reader sees it revoked.
     let got =
         c.zw.get(&format!("/v1/licenses/{id}?case_id=C-9"))

@@ -4,6 +4,7 @@
 //! - `GET /v1/licenses/{id}?case_id=&matter=`: one license, signed document and status.
 //! - `GET /v1/holders/{holder}/licenses?type=&case_id=&matter=`: a holder's licenses.
 //! - `POST /v1/licenses/{id}/status`: suspend / restore / revoke, by the issuer, with a reason.
+//! - `GET /v1/licenses/{id}/events`: the status history, for the issuer and auditors.
 //! - `POST /v1/licenses/verify`: any system; 200 with a verdict, or 422 with its reasons.
 //! - `POST /v1/licenses/import`: JSON lines (`application/x-ndjson`), read as they stream
 //!   in, each row stored or rejected as by `paotui license import`; answers the outcomes.
@@ -37,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/licenses/import", post(import))
         .route("/v1/licenses/{id}", get(fetch))
         .route("/v1/licenses/{id}/status", post(status))
+        .route("/v1/licenses/{id}/events", get(events))
         .route("/v1/holders/{holder}/licenses", get(of_holder))
 }
 
@@ -226,6 +228,50 @@ async fn status(
         "previous": from.as_str(),
         "status": to.as_str(),
     })))
+}
+
+/// The status history (issue included), oldest first: for the issuing department and the
+/// auditor departments.
+async fn events(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    Path(license): Path<String>,
+) -> Result<Json<Value>> {
+    scope.update(|c| c.action = Some("license.history".into()));
+    let (today, _) = now();
+    let (row, _) = app.vault.get(&license, today).await?;
+    scope.update(|c| {
+        c.service = Some(format!("license:{}", row.type_code));
+        c.subject_hmac = Some(row.holder_hmac.clone());
+    });
+    if row.issuer != id.0.dept.as_str() && !app.auditors.contains(&id.0.dept) {
+        scope.update(|c| c.denied = true);
+        return Err(Error::Forbidden(format!(
+            "only department {} and the auditors read the history of this license",
+            row.issuer
+        )));
+    }
+    let events: Vec<Value> = app
+        .store
+        .license_events(&row.id)
+        .await?
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "at": chrono::DateTime::from_timestamp_micros(e.at_us).map(|t| t.to_rfc3339()),
+                "from": e.from_status,
+                "to": e.to_status,
+                "reason": e.reason,
+                "by_dept": e.by_dept,
+                "by_system": e.by_system,
+                "operator": e.operator,
+                "request_id": e.request_id,
+            })
+        })
+        .collect();
+    scope.update(|c| c.fields = vec![row.id.clone()]);
+    Ok(Json(serde_json::json!({ "id": row.id, "events": events })))
 }
 
 #[derive(Debug, Deserialize)]
