@@ -254,11 +254,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             let text = std::fs::read_to_string(&file).map_err(|e| Error::io(file.display(), e))?;
             let cat = Catalog::parse(&file.display().to_string(), &text)?;
             println!(
-                "{}: ok ({} departments, {} services, {} license types)",
+                "{}: ok ({} departments, {} services, {} license types, {} matters)",
                 file.display(),
                 cat.departments.len(),
                 cat.services.len(),
-                cat.license_types.len()
+                cat.license_types.len(),
+                cat.matters.len()
             );
             Ok(())
         }

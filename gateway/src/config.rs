@@ -34,6 +34,9 @@ pub struct Config {
     /// Department data sources by name; catalog services refer to them.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Public holidays and make-up workdays (调休) for working-day deadlines.
+    #[serde(default)]
+    pub calendar: paotui_policies::calendar::CalendarConfig,
     /// Directory the relative paths above are resolved against (the config file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -269,7 +272,7 @@ impl Config {
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Config> {
-        toml::from_str(text).map_err(|e| {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
             let (line, col) = e
                 .span()
                 .map(|s| {
@@ -283,7 +286,17 @@ impl Config {
                 })
                 .unwrap_or((1, 1));
             Error::Config(format!("{file}:{line}:{col}: {}", e.message()))
-        })
+        })?;
+        cfg.calendar()
+            .map_err(|e| Error::Config(format!("{file}: [calendar]: {e}")))?;
+        Ok(cfg)
+    }
+
+    /// The working-day calendar of `[calendar]`.
+    pub fn calendar(&self) -> Result<paotui_policies::calendar::Calendar> {
+        Ok(paotui_policies::calendar::Calendar::from_config(
+            &self.calendar,
+        )?)
     }
 
     /// A path from the file, resolved against the config's directory.
@@ -331,5 +344,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("paotui.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn the_example_config_parses_and_a_bad_calendar_is_named() {
+        let example = include_str!("../../examples/paotui.toml");
+        let cfg = Config::parse("paotui.toml", example).unwrap();
+        let cal = cfg.calendar().unwrap();
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert!(!cal.is_working_day(d("2025-10-08")) && cal.is_working_day(d("2025-10-11")));
+        let bad = example.replace("\"2025-09-28\"", "\"2025-09-29\"");
+        let e = Config::parse("paotui.toml", &bad).unwrap_err().to_string();
+        assert!(e.starts_with("paotui.toml: [calendar]:"), "{e}");
+        assert!(e.contains("not a weekend day"), "{e}");
     }
 }

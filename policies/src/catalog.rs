@@ -41,6 +41,7 @@ use toml::Spanned;
 use crate::ids::{IdNumber, ServiceId, Uscc};
 use crate::licenses::{LicenseField, LicenseType, TypeCode};
 use crate::mask::Mask;
+use crate::matters::{Material, MaterialSource, Matter, MatterCode, MatterKind};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -177,6 +178,31 @@ struct RawCatalog {
     services: Vec<RawService>,
     #[serde(default)]
     license_types: Vec<RawLicenseType>,
+    #[serde(default)]
+    matters: Vec<RawMatter>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatter {
+    code: Spanned<String>,
+    name: String,
+    owner: Spanned<String>,
+    /// `immediate` (即办件) or `promised` (承诺件, with `promised_days`).
+    kind: Spanned<String>,
+    #[serde(default)]
+    promised_days: Option<Spanned<u32>>,
+    #[serde(default)]
+    materials: Vec<Spanned<RawMaterial>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaterial {
+    name: String,
+    source: String,
+    #[serde(default)]
+    deferrable_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,6 +256,7 @@ pub struct Catalog {
     pub departments: BTreeMap<DeptCode, Department>,
     pub services: BTreeMap<ServiceId, Service>,
     pub license_types: BTreeMap<TypeCode, LicenseType>,
+    pub matters: BTreeMap<MatterCode, Matter>,
 }
 
 impl Catalog {
@@ -237,6 +264,100 @@ impl Catalog {
     pub fn issuers(&self) -> BTreeSet<&DeptCode> {
         self.license_types.values().map(|t| &t.issuer).collect()
     }
+}
+
+/// Most materials one matter lists, and most working days a deadline or deferral counts.
+const MAX_MATERIALS: usize = 64;
+const MAX_DAYS: u32 = 365;
+
+fn parse_matter(ctx: &Ctx<'_>, cat: &Catalog, m: RawMatter) -> Result<Matter> {
+    let code =
+        MatterCode::parse(m.code.get_ref()).map_err(|e| ctx.err(m.code.span(), e.to_string()))?;
+    if cat.matters.contains_key(&code) {
+        return Err(ctx.err(m.code.span(), format!("matter {code} defined twice")));
+    }
+    if m.name.trim().is_empty() {
+        return Err(ctx.err(m.code.span(), format!("matter {code} has no name")));
+    }
+    let owner = DeptCode::parse(m.owner.get_ref())
+        .ok()
+        .filter(|d| cat.departments.contains_key(d))
+        .ok_or_else(|| {
+            ctx.err(
+                m.owner.span(),
+                format!(
+                    "owner {:?} is not a department in this catalog",
+                    m.owner.get_ref()
+                ),
+            )
+        })?;
+    let kind = match (m.kind.get_ref().as_str(), &m.promised_days) {
+        ("immediate", None) => MatterKind::Immediate,
+        ("immediate", Some(d)) => {
+            return Err(ctx.err(d.span(), "an immediate matter has no promised_days"));
+        }
+        ("promised", Some(d)) if (1..=MAX_DAYS).contains(d.get_ref()) => MatterKind::Promised {
+            working_days: *d.get_ref(),
+        },
+        ("promised", Some(d)) => {
+            return Err(ctx.err(d.span(), format!("promised_days must be 1-{MAX_DAYS}")));
+        }
+        ("promised", None) => {
+            return Err(ctx.err(
+                m.kind.span(),
+                "a promised matter needs promised_days (working days)",
+            ));
+        }
+        (other, _) => {
+            return Err(ctx.err(
+                m.kind.span(),
+                format!("kind {other:?} must be \"immediate\" or \"promised\""),
+            ));
+        }
+    };
+    if m.materials.len() > MAX_MATERIALS {
+        return Err(ctx.err(m.code.span(), format!("at most {MAX_MATERIALS} materials")));
+    }
+    let mut materials: Vec<Material> = Vec::new();
+    for raw in &m.materials {
+        let span = raw.span();
+        let r = raw.get_ref();
+        let name = r.name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(ctx.err(span, "material name must be 1-200 bytes"));
+        }
+        if materials.iter().any(|x| x.name == name) {
+            return Err(ctx.err(span, format!("material {name:?} listed twice")));
+        }
+        let source =
+            MaterialSource::parse(&r.source).map_err(|e| ctx.err(span.clone(), e.to_string()))?;
+        match &source {
+            MaterialSource::License(t) if !cat.license_types.contains_key(t) => {
+                return Err(ctx.err(span, format!("license type {t} is not in this catalog")));
+            }
+            MaterialSource::Service(s) if !cat.services.contains_key(s) => {
+                return Err(ctx.err(span, format!("service {s} is not in this catalog")));
+            }
+            _ => {}
+        }
+        if let Some(d) = r.deferrable_days
+            && !(1..=MAX_DAYS).contains(&d)
+        {
+            return Err(ctx.err(span, format!("deferrable_days must be 1-{MAX_DAYS}")));
+        }
+        materials.push(Material {
+            name: name.to_owned(),
+            source,
+            deferrable_days: r.deferrable_days,
+        });
+    }
+    Ok(Matter {
+        code,
+        name: m.name.trim().to_owned(),
+        owner,
+        kind,
+        materials,
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -574,6 +695,10 @@ impl Catalog {
                 },
             );
         }
+        for m in raw.matters {
+            let matter = parse_matter(&ctx, &cat, m)?;
+            cat.matters.insert(matter.code.clone(), matter);
+        }
         Ok(cat)
     }
 }
@@ -690,6 +815,97 @@ type = "date"
         assert_eq!(t.fields[1].ty, ParamType::Date);
         assert!(t.fields[0].required && !t.fields[1].required);
         assert_eq!(c.issuers().len(), 1);
+    }
+
+    const MATTERS: &str = r#"
+[[departments]]
+code = "SC"
+name = "市场监督管理局"
+
+[[license_types]]
+code = "YYZZ"
+name = "营业执照"
+issuer = "SC"
+holder = "uscc"
+
+[[matters]]
+code = "SC-SPJY-XK"
+name = "食品经营许可"
+owner = "SC"
+kind = "promised"
+promised_days = 10
+
+[[matters.materials]]
+name = "营业执照"
+source = "license:YYZZ"
+
+[[matters.materials]]
+name = "经营场所平面图"
+source = "paper"
+deferrable_days = 5
+"#;
+
+    #[test]
+    fn parses_matters() {
+        let c = Catalog::parse("cat.toml", MATTERS).unwrap();
+        let m = &c.matters[&MatterCode::parse("SC-SPJY-XK").unwrap()];
+        assert_eq!(m.owner.as_str(), "SC");
+        assert_eq!(m.kind, MatterKind::Promised { working_days: 10 });
+        assert_eq!(m.materials.len(), 2);
+        assert_eq!(
+            m.license_types().map(TypeCode::as_str).collect::<Vec<_>>(),
+            ["YYZZ"]
+        );
+        assert_eq!(m.services().count(), 0);
+        assert_eq!(m.materials[1].source, MaterialSource::Paper);
+        assert_eq!(m.materials[1].deferrable_days, Some(5));
+    }
+
+    #[test]
+    fn matter_errors_name_the_line() {
+        for (from, to, line, want) in [
+            ("code = \"SC-SPJY-XK\"", "code = \"sc\"", 13, "matter code"),
+            ("owner = \"SC\"", "owner = \"XX\"", 15, "not a department"),
+            ("kind = \"promised\"", "kind = \"soon\"", 16, "immediate"),
+            ("promised_days = 10", "promised_days = 0", 17, "1-365"),
+            (
+                "kind = \"promised\"",
+                "kind = \"immediate\"",
+                17,
+                "no promised_days",
+            ),
+            (
+                "source = \"license:YYZZ\"",
+                "source = \"license:HKB\"",
+                19,
+                "not in this catalog",
+            ),
+            (
+                "source = \"license:YYZZ\"",
+                "source = \"service:a.b\"",
+                19,
+                "not in this catalog",
+            ),
+            ("source = \"paper\"", "source = \"fax\"", 23, "paper"),
+            (
+                "deferrable_days = 5",
+                "deferrable_days = 999",
+                23,
+                "deferrable_days",
+            ),
+            (
+                "name = \"经营场所平面图\"",
+                "name = \"营业执照\"",
+                23,
+                "listed twice",
+            ),
+        ] {
+            let bad = MATTERS.replace(from, to);
+            assert_ne!(bad, MATTERS, "{from}");
+            let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("cat.toml:{line}:")), "{to}: {e}");
+            assert!(e.contains(want), "{to}: {e}");
+        }
     }
 
     #[test]

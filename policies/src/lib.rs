@@ -3,18 +3,21 @@
 //! It owns the identifier newtypes parsed at the edge ([`ids`]), the data-service catalog
 //! ([`catalog`]), the access decision for a query ([`access`]: for now the catalog's
 //! per-department allow list, behind the [`access::AccessPolicy`] trait that Cedar
-//! policies will implement) and field masking ([`mask`]), and the electronic-license types, documents, lifecycle
-//! and offline verdicts ([`licenses`]).
+//! policies will implement) and field masking ([`mask`]), the electronic-license types,
+//! documents, lifecycle and offline verdicts ([`licenses`]), the matter catalog with its
+//! materials ([`matters`]) and working-day arithmetic ([`calendar`]).
 //!
 //! Everything here is pure: no network, no database. Catalog files are read by the caller
 //! and handed in as text so errors can name the file and line.
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod calendar;
 pub mod catalog;
 mod error;
 pub mod ids;
 pub mod licenses;
 pub mod mask;
+pub mod matters;
 
 pub use error::{Error, Result};
