@@ -863,45 +863,53 @@ deferrable_days = 5
 
     #[test]
     fn matter_errors_name_the_line() {
-        for (from, to, line, want) in [
-            ("code = \"SC-SPJY-XK\"", "code = \"sc\"", 13, "matter code"),
-            ("owner = \"SC\"", "owner = \"XX\"", 15, "not a department"),
-            ("kind = \"promised\"", "kind = \"soon\"", 16, "immediate"),
-            ("promised_days = 10", "promised_days = 0", 17, "1-365"),
-            (
-                "kind = \"promised\"",
-                "kind = \"immediate\"",
-                17,
-                "no promised_days",
-            ),
-            (
-                "source = \"license:YYZZ\"",
-                "source = \"license:HKB\"",
-                19,
-                "not in this catalog",
-            ),
-            (
-                "source = \"license:YYZZ\"",
-                "source = \"service:a.b\"",
-                19,
-                "not in this catalog",
-            ),
-            ("source = \"paper\"", "source = \"fax\"", 23, "paper"),
-            (
-                "deferrable_days = 5",
-                "deferrable_days = 999",
-                23,
-                "deferrable_days",
-            ),
-            (
-                "name = \"经营场所平面图\"",
-                "name = \"营业执照\"",
-                23,
-                "listed twice",
-            ),
-        ] {
-            let bad = MATTERS.replace(from, to);
-            assert_ne!(bad, MATTERS, "{from}");
+        assert_errors_at_lines(
+            MATTERS,
+            &[
+                ("code = \"SC-SPJY-XK\"", "code = \"sc\"", 13, "matter code"),
+                ("owner = \"SC\"", "owner = \"XX\"", 15, "not a department"),
+                ("kind = \"promised\"", "kind = \"soon\"", 16, "immediate"),
+                ("promised_days = 10", "promised_days = 0", 17, "1-365"),
+                (
+                    "kind = \"promised\"",
+                    "kind = \"immediate\"",
+                    17,
+                    "no promised_days",
+                ),
+                (
+                    "source = \"license:YYZZ\"",
+                    "source = \"license:HKB\"",
+                    19,
+                    "not in this catalog",
+                ),
+                (
+                    "source = \"license:YYZZ\"",
+                    "source = \"service:a.b\"",
+                    19,
+                    "not in this catalog",
+                ),
+                ("source = \"paper\"", "source = \"fax\"", 23, "paper"),
+                (
+                    "deferrable_days = 5",
+                    "deferrable_days = 999",
+                    23,
+                    "deferrable_days",
+                ),
+                (
+                    "name = \"经营场所平面图\"",
+                    "name = \"营业执照\"",
+                    23,
+                    "listed twice",
+                ),
+            ],
+        );
+    }
+
+    /// Each edit of `base` (from → to) fails to parse at `line` with a message holding `want`.
+    fn assert_errors_at_lines(base: &str, cases: &[(&str, &str, usize, &str)]) {
+        for (from, to, line, want) in cases {
+            let bad = base.replace(from, to);
+            assert_ne!(bad, base, "{from}");
             let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();
             assert!(e.starts_with(&format!("cat.toml:{line}:")), "{to}: {e}");
             assert!(e.contains(want), "{to}: {e}");
@@ -910,29 +918,27 @@ deferrable_days = 5
 
     #[test]
     fn license_type_errors_name_the_line() {
-        for (from, to, line, want) in [
-            ("issuer = \"SC\"", "issuer = \"XX\"", 9, "not a department"),
-            ("code = \"YYZZ\"", "code = \"yy\"", 7, "upper-case"),
-            ("validity_years = 20", "validity_years = 0", 11, "1-100"),
-            (
-                "holder = \"uscc\"",
-                "holder = \"cat\"",
-                10,
-                "unknown variant",
-            ),
-            (
-                "name = \"founded\"",
-                "name = \"legal_person\"",
-                17,
-                "defined twice",
-            ),
-            ("type = \"date\"", "type = \"blob\"", 19, "unknown variant"),
-        ] {
-            let bad = TYPES.replace(from, to);
-            let e = Catalog::parse("cat.toml", &bad).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("cat.toml:{line}:")), "{to}: {e}");
-            assert!(e.contains(want), "{to}: {e}");
-        }
+        assert_errors_at_lines(
+            TYPES,
+            &[
+                ("issuer = \"SC\"", "issuer = \"XX\"", 9, "not a department"),
+                ("code = \"YYZZ\"", "code = \"yy\"", 7, "upper-case"),
+                ("validity_years = 20", "validity_years = 0", 11, "1-100"),
+                (
+                    "holder = \"uscc\"",
+                    "holder = \"cat\"",
+                    10,
+                    "unknown variant",
+                ),
+                (
+                    "name = \"founded\"",
+                    "name = \"legal_person\"",
+                    17,
+                    "defined twice",
+                ),
+                ("type = \"date\"", "type = \"blob\"", 19, "unknown variant"),
+            ],
+        );
     }
 }
 

@@ -454,85 +454,72 @@ async fn bad_issue_requests_are_clear_4xx_and_audited() {
     let last = wrong_check.last_mut().unwrap();
     *last = if *last == b'0' { b'1' } else { b'0' };
     let wrong_check = String::from_utf8(wrong_check).unwrap();
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut b = yyzz(&holder);
+        edit(&mut b);
+        b
+    };
     let cases: Vec<(Value, StatusCode, &str)> = vec![
         (
-            {
-                let mut b = yyzz(&holder);
+            with(&|b: &mut Value| {
                 b["type"] = json!("NOPE");
-                b
-            },
+            }),
             StatusCode::BAD_REQUEST,
             "unknown license type",
         ),
         (
-            {
-                let mut b = yyzz(&holder);
+            with(&|b: &mut Value| {
                 b["holder_id"] = json!(wrong_check);
-                b
-            },
+            }),
             StatusCode::BAD_REQUEST,
             "holder_id",
         ),
         (
-            {
-                let mut b = yyzz(&holder);
+            with(&|b: &mut Value| {
                 b["data"]["established"] = json!("2024-13-01");
-                b
-            },
+            }),
             StatusCode::BAD_REQUEST,
             "established",
         ),
         (
-            {
-                let mut b = yyzz(&holder);
+            with(&|b: &mut Value| {
                 b["data"].as_object_mut().unwrap().remove("scope");
-                b
-            },
+            }),
             StatusCode::BAD_REQUEST,
             "required",
         ),
         (
-            {
-                let mut b = yyzz(&holder);
+            with(&|b: &mut Value| {
                 b["data"]["colour"] = json!("red");
-                b
-            },
+            }),
             StatusCode::BAD_REQUEST,
             "no field",
         ),
         (
-            {
-                let mut b = yyzz(&holder);
+            with(&|b: &mut Value| {
                 b["number"] = json!("X-1");
-                b
-            },
+            }),
             StatusCode::BAD_REQUEST,
             "import",
         ),
         (
-            {
-                let mut b = yyzz(&holder);
+            with(&|b: &mut Value| {
                 b["extra"] = json!(1);
-                b
-            },
+            }),
             StatusCode::BAD_REQUEST,
             "unknown field",
         ),
         (
-            {
-                let mut b = yyzz(&holder);
+            with(&|b: &mut Value| {
                 b["valid_until"] = json!("2020-01-01");
-                b
-            },
+            }),
             StatusCode::BAD_REQUEST,
             "before valid_from",
         ),
         (
-            {
-                let mut b = yyzz(&holder);
+            with(&|b: &mut Value| {
                 b["data"]["scope"] = json!("长".repeat(30_000));
-                b
-            },
+            }),
             StatusCode::PAYLOAD_TOO_LARGE,
             "larger",
         ),
