@@ -11,6 +11,7 @@
 
 mod audit;
 mod cache;
+mod cases;
 mod error;
 mod licenses;
 mod log;
@@ -19,6 +20,7 @@ mod tree;
 pub mod verify;
 
 pub use audit::{AuditEntry, ENTRY_FORMAT_V1, NewAuditEntry, Outcome};
+pub use cases::{CaseEvent, CaseMatter, Evaluation, FINAL_CASE_STATUSES, StoredCase};
 pub use error::{Error, Result};
 pub use licenses::{LicenseEvent, LicenseUse, StoredLicense};
 pub use log::{AuditLog, AuditOptions, SignedCheckpoint};

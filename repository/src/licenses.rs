@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use crate::store::Backend;
+use crate::store::on_pool;
 use crate::{Error, Result, Store};
 
 /// A license as the vault stores it.
@@ -60,17 +60,6 @@ pub struct LicenseUse {
 
 const LICENSE_COLUMNS: &str = "id, type_code, issuer, number_hmac, holder_hmac, holder_kind, status, \
      valid_from, valid_until, issued_at_us, source, content_hmac, document";
-
-/// Runs `$body` with `$p` bound to whichever pool the store has. sqlx accepts `$n`
-/// placeholders on SQLite too, so one SQL text serves both backends.
-macro_rules! on_pool {
-    ($store:expr, $p:ident => $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite($p) => $body,
-            Backend::Postgres($p) => $body,
-        }
-    };
-}
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())

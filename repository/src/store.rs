@@ -8,6 +8,34 @@ use sqlx::{PgPool, Row, SqlitePool};
 use crate::audit::{AuditEntry, NewAuditEntry, Outcome};
 use crate::{Error, Result};
 
+/// Runs `$body` with `$p` bound to whichever pool the store has (and `$db` to its sqlx
+/// database type, when named). The body is expanded once per backend, so generic sqlx
+/// calls resolve to the right database; sqlx accepts `$n` placeholders on SQLite too, so
+/// one SQL text serves both.
+macro_rules! on_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.backend {
+            crate::store::Backend::Sqlite($p) => $body,
+            crate::store::Backend::Postgres($p) => $body,
+        }
+    };
+    ($store:expr, $p:ident, $db:ident => $body:expr) => {
+        match &$store.backend {
+            crate::store::Backend::Sqlite($p) => {
+                #[allow(unused)]
+                type $db = sqlx::Sqlite;
+                $body
+            }
+            crate::store::Backend::Postgres($p) => {
+                #[allow(unused)]
+                type $db = sqlx::Postgres;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_pool;
+
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {
     Sqlite(SqlitePool),

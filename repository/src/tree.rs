@@ -11,7 +11,7 @@ use paotui_certs::tlog::{self, Frontier, Hash, NodeId};
 use sqlx::QueryBuilder;
 
 use crate::audit::NewAuditEntry;
-use crate::store::{Backend, COLUMNS};
+use crate::store::{Backend, COLUMNS, on_pool};
 use crate::{Error, Result, Store};
 
 // A fixed advisory-lock key serialises appenders across gateway nodes on PostgreSQL.
@@ -64,25 +64,6 @@ fn to_u64(v: i64) -> Result<u64> {
 fn to_hash(v: Vec<u8>) -> Result<Hash> {
     v.try_into()
         .map_err(|_| Error::Invalid("stored hash is not 32 bytes".into()))
-}
-
-/// Runs the same code against whichever pool the store has. The body is expanded once
-/// per backend, so generic sqlx calls resolve to the right database.
-macro_rules! on_pool {
-    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite($pool) => {
-                #[allow(unused)]
-                type $db = sqlx::Sqlite;
-                $body
-            }
-            Backend::Postgres($pool) => {
-                #[allow(unused)]
-                type $db = sqlx::Postgres;
-                $body
-            }
-        }
-    };
 }
 
 /// Inserts tree nodes inside an open transaction, in chunks.

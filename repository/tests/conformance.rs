@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use paotui_certs::GatewayKey;
 use paotui_repository::{
-    AuditLog, AuditOptions, LicenseEvent, LicenseUse, NewAuditEntry, Outcome, Store, StoredLicense,
+    AuditLog, AuditOptions, CaseEvent, CaseMatter, Evaluation, LicenseEvent, LicenseUse,
+    NewAuditEntry, Outcome, Store, StoredCase, StoredLicense,
 };
 use sqlx::Connection;
 
@@ -266,10 +267,105 @@ async fn license_vault(store: &Store) {
     assert_eq!(uses[0].case_id, "case-1");
 }
 
+async fn cases(store: &Store) {
+    let c = StoredCase {
+        id: "CASE-20261125-0001".into(),
+        applicant_hmac: "h1".into(),
+        applicant_kind: "business".into(),
+        site_dept: "ZW".into(),
+        site_system: "chuangkou".into(),
+        operator: Some("clerk".into()),
+        status: "accepted".into(),
+        accepted_at_us: 1,
+        accepted_on: "2026-11-25".into(),
+        closed_at_us: None,
+    };
+    let matters = vec![
+        CaseMatter {
+            matter: "SC-SPJY-XK".into(),
+            owner: "SC".into(),
+            deadline: Some("2026-12-09".into()),
+        },
+        CaseMatter {
+            matter: "RS-DW-SBDJ".into(),
+            owner: "RS".into(),
+            deadline: None,
+        },
+    ];
+    let ev = |e: &str, at: i64| CaseEvent {
+        at_us: at,
+        event: e.into(),
+        by_dept: "SC".into(),
+        by_system: "dengji".into(),
+        operator: None,
+        note: Some(format!("{e} note")),
+    };
+    store
+        .open_case(&c, &matters, &ev("accepted", 1))
+        .await
+        .unwrap();
+    // The same id again: refused, nothing added.
+    assert!(
+        store
+            .open_case(&c, &matters, &ev("accepted", 1))
+            .await
+            .is_err()
+    );
+    let (got, got_matters) = store.case(&c.id).await.unwrap().unwrap();
+    assert_eq!(got, c);
+    assert_eq!(got_matters.len(), 2);
+    assert_eq!(got_matters[0].matter, "RS-DW-SBDJ", "ordered by matter");
+    assert!(store.case("CASE-NONE").await.unwrap().is_none());
+
+    store
+        .change_case_status(&c.id, "accepted", "approved", &ev("approved", 2))
+        .await
+        .unwrap();
+    let e = store
+        .change_case_status(&c.id, "accepted", "rejected", &ev("rejected", 3))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, paotui_repository::Error::Conflict(_)), "{e}");
+    store
+        .change_case_status(&c.id, "approved", "completed", &ev("completed", 4))
+        .await
+        .unwrap();
+    let (done, _) = store.case(&c.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.closed_at_us),
+        ("completed", Some(4))
+    );
+    let events: Vec<String> = store
+        .case_events(&c.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(events, ["accepted", "approved", "completed"]);
+
+    let rating = Evaluation {
+        at_us: 5,
+        score: 5,
+        comment: Some("快".into()),
+    };
+    store.evaluate_case(&c.id, &rating).await.unwrap();
+    let e = store.evaluate_case(&c.id, &rating).await.unwrap_err();
+    assert!(matches!(e, paotui_repository::Error::Conflict(_)), "{e}");
+    assert_eq!(store.case_evaluation(&c.id).await.unwrap(), Some(rating));
+    let bad = Evaluation {
+        at_us: 6,
+        score: 9,
+        comment: None,
+    };
+    assert!(store.evaluate_case("CASE-NONE", &bad).await.is_err());
+}
+
 async fn run_all(store: &Store) {
     append_round_trip(store).await;
     concurrent_appends_are_dense(store).await;
     license_vault(store).await;
+    cases(store).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,251 @@
+//! Cases (migration 0004): the case, its matters, its events and its evaluation.
+//! Opening a case writes all three of case, matters and first event, or nothing; a status
+//! change is optimistic (`WHERE status = from`) plus its event.
+
+use sqlx::Row;
+
+use crate::store::on_pool;
+use crate::{Error, Result, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCase {
+    pub id: String,
+    pub applicant_hmac: String,
+    /// `person` or `business`.
+    pub applicant_kind: String,
+    pub site_dept: String,
+    pub site_system: String,
+    pub operator: Option<String>,
+    pub status: String,
+    pub accepted_at_us: i64,
+    pub accepted_on: String,
+    pub closed_at_us: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseMatter {
+    pub matter: String,
+    pub owner: String,
+    /// `None`: an immediate matter.
+    pub deadline: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseEvent {
+    pub at_us: i64,
+    pub event: String,
+    pub by_dept: String,
+    pub by_system: String,
+    pub operator: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    pub at_us: i64,
+    pub score: i32,
+    pub comment: Option<String>,
+}
+
+const CASE_COLUMNS: &str = "id, applicant_hmac, applicant_kind, site_dept, site_system, operator, \
+     status, accepted_at_us, accepted_on, closed_at_us";
+
+const INSERT_CASE_EVENT: &str = "INSERT INTO case_events (case_id, at_us, event, by_dept, \
+     by_system, operator, note) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Case statuses after which nothing changes.
+pub const FINAL_CASE_STATUSES: [&str; 2] = ["completed", "rejected"];
+
+impl Store {
+    /// Stores a new case with its matters and its `accepted` event, all or nothing.
+    pub async fn open_case(
+        &self,
+        c: &StoredCase,
+        matters: &[CaseMatter],
+        first: &CaseEvent,
+    ) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO cases ({CASE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(&sql)
+                .bind(&c.id)
+                .bind(&c.applicant_hmac)
+                .bind(&c.applicant_kind)
+                .bind(&c.site_dept)
+                .bind(&c.site_system)
+                .bind(&c.operator)
+                .bind(&c.status)
+                .bind(c.accepted_at_us)
+                .bind(&c.accepted_on)
+                .bind(c.closed_at_us)
+                .execute(&mut *tx)
+                .await?;
+            for m in matters {
+                sqlx::query("INSERT INTO case_matters (case_id, matter, owner, deadline) VALUES ($1, $2, $3, $4)")
+                    .bind(&c.id)
+                    .bind(&m.matter)
+                    .bind(&m.owner)
+                    .bind(&m.deadline)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            bind_event(sqlx::query(INSERT_CASE_EVENT), &c.id, first)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// A case with its matters, or `None`.
+    pub async fn case(&self, id: &str) -> Result<Option<(StoredCase, Vec<CaseMatter>)>> {
+        let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
+        let msql =
+            "SELECT matter, owner, deadline FROM case_matters WHERE case_id = $1 ORDER BY matter";
+        on_pool!(self, p => {
+            let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(p).await? else {
+                return Ok(None);
+            };
+            let c = StoredCase {
+                id: row.try_get("id")?,
+                applicant_hmac: row.try_get("applicant_hmac")?,
+                applicant_kind: row.try_get("applicant_kind")?,
+                site_dept: row.try_get("site_dept")?,
+                site_system: row.try_get("site_system")?,
+                operator: row.try_get("operator")?,
+                status: row.try_get("status")?,
+                accepted_at_us: row.try_get("accepted_at_us")?,
+                accepted_on: row.try_get("accepted_on")?,
+                closed_at_us: row.try_get("closed_at_us")?,
+            };
+            let matters = sqlx::query(msql)
+                .bind(id)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(|r| -> Result<CaseMatter> {
+                    Ok(CaseMatter {
+                        matter: r.try_get("matter")?,
+                        owner: r.try_get("owner")?,
+                        deadline: r.try_get("deadline")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some((c, matters)))
+        })
+    }
+
+    /// Moves a case from `from` to `to` with its event, both or neither; closing statuses
+    /// stamp `closed_at_us`. A case no longer in `from` is a [`Error::Conflict`].
+    pub async fn change_case_status(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        event: &CaseEvent,
+    ) -> Result<()> {
+        let closed = FINAL_CASE_STATUSES.contains(&to).then_some(event.at_us);
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(
+                "UPDATE cases SET status = $1, closed_at_us = $2 WHERE id = $3 AND status = $4",
+            )
+            .bind(to)
+            .bind(closed)
+            .bind(id)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(Error::Conflict(format!("case {id} is no longer {from}")));
+            }
+            bind_event(sqlx::query(INSERT_CASE_EVENT), id, event)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// A case's events, oldest first.
+    pub async fn case_events(&self, id: &str) -> Result<Vec<CaseEvent>> {
+        let sql = "SELECT at_us, event, by_dept, by_system, operator, note FROM case_events \
+                   WHERE case_id = $1 ORDER BY seq";
+        on_pool!(self, p => sqlx::query(sql)
+            .bind(id)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| -> Result<CaseEvent> {
+                Ok(CaseEvent {
+                    at_us: r.try_get("at_us")?,
+                    event: r.try_get("event")?,
+                    by_dept: r.try_get("by_dept")?,
+                    by_system: r.try_get("by_system")?,
+                    operator: r.try_get("operator")?,
+                    note: r.try_get("note")?,
+                })
+            })
+            .collect())
+    }
+
+    /// Records the case's evaluation; a second one is a [`Error::Conflict`].
+    pub async fn evaluate_case(&self, id: &str, e: &Evaluation) -> Result<()> {
+        let sql =
+            "INSERT INTO case_evaluations (case_id, at_us, score, comment) VALUES ($1, $2, $3, $4)";
+        let r = on_pool!(self, p => sqlx::query(sql)
+            .bind(id)
+            .bind(e.at_us)
+            .bind(e.score)
+            .bind(&e.comment)
+            .execute(p)
+            .await
+            .map(|_| ()));
+        match r {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(Error::Conflict(
+                format!("case {id} has already been evaluated"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The case's evaluation, if given.
+    pub async fn case_evaluation(&self, id: &str) -> Result<Option<Evaluation>> {
+        let sql = "SELECT at_us, score, comment FROM case_evaluations WHERE case_id = $1";
+        on_pool!(self, p => sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await?
+            .map(|r| -> Result<Evaluation> {
+                Ok(Evaluation {
+                    at_us: r.try_get("at_us")?,
+                    score: r.try_get("score")?,
+                    comment: r.try_get("comment")?,
+                })
+            })
+            .transpose())
+    }
+}
+
+fn bind_event<'q, DB: sqlx::Database>(
+    q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    case_id: &'q str,
+    e: &'q CaseEvent,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(case_id)
+        .bind(e.at_us)
+        .bind(e.event.as_str())
+        .bind(e.by_dept.as_str())
+        .bind(e.by_system.as_str())
+        .bind(e.operator.clone())
+        .bind(e.note.clone())
+}
