@@ -142,6 +142,7 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
         subject_key,
         limits: cfg.limits,
         vault,
+        calendar: cfg.calendar()?,
     })))
 }
 
@@ -206,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::keys::router())
         .merge(routes::audit::router())
         .merge(routes::licenses::router())
+        .merge(routes::cases::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

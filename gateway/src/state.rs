@@ -29,6 +29,8 @@ pub struct Inner {
     pub subject_key: SubjectKey,
     pub limits: Limits,
     pub vault: Vault,
+    /// Working days for case deadlines (`[calendar]`).
+    pub calendar: paotui_policies::calendar::Calendar,
 }
 
 impl std::ops::Deref for AppState {

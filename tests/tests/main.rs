@@ -3,6 +3,7 @@
 
 mod api;
 mod audit;
+mod cases;
 mod departments;
 mod licenses;
 mod tls;

@@ -1,6 +1,7 @@
 //! One router per area, merged in [`crate::app::router`].
 
 pub mod audit;
+pub mod cases;
 pub mod health;
 pub mod keys;
 pub mod licenses;

@@ -1,0 +1,338 @@
+//! Cases (办件) over HTTP.
+//!
+//! - `GET /v1/matters`: the matter catalog (what a window can accept).
+//! - `POST /v1/cases`: a window accepts a case for one or several matters (any window may
+//!   accept any department's matter: 通办) → 201 with the materials resolution.
+//! - `GET /v1/cases/{id}`: the case, its deadlines, the resolution of every material and
+//!   the paper copies avoided; for the accepting site, the handling departments and the
+//!   auditors.
+//! - `POST /v1/cases/{id}/events`: supplemented / approved / completed / rejected.
+//! - `POST /v1/cases/{id}/evaluation`: the applicant's rating (一事一评), once, when closed.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use paotui_policies::ids::{IdNumber, Uscc};
+use paotui_policies::matters::MatterCode;
+use paotui_repository::{CaseEvent, CaseMatter, Evaluation, StoredCase};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::audit::{AuditScope, Identity, OPERATOR};
+use crate::cases::{self, CaseView};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::{Error, Result};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/matters", get(matters))
+        .route("/v1/cases", post(open))
+        .route("/v1/cases/{id}", get(fetch))
+        .route("/v1/cases/{id}/events", post(event))
+        .route("/v1/cases/{id}/evaluation", post(evaluate))
+}
+
+/// Most matters one case may bundle (一表式 / 并联审批).
+pub const MAX_MATTERS_PER_CASE: usize = 10;
+
+fn now() -> (chrono::NaiveDate, i64) {
+    let t = chrono::Utc::now();
+    (t.date_naive(), t.timestamp_micros())
+}
+
+fn operator(headers: &axum::http::HeaderMap) -> Option<String> {
+    // The audit layer has already refused a malformed operator.
+    headers
+        .get(&OPERATOR)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn note(n: Option<&str>) -> Result<Option<String>> {
+    match n.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.len() <= 1000 && !t.chars().any(char::is_control) => Ok(Some(t.to_owned())),
+        Some(_) => Err(Error::BadRequest(
+            "note must be at most 1000 bytes without control characters".into(),
+        )),
+    }
+}
+
+async fn matters(State(app): State<AppState>, scope: AuditScope) -> Json<Value> {
+    scope.update(|c| c.action = Some("matter.list".into()));
+    Json(serde_json::json!({ "matters": app.catalog.matters.values().collect::<Vec<_>>() }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenBody {
+    /// ID number (a person) or unified social credit code (an enterprise).
+    applicant: String,
+    matters: Vec<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn open(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    headers: axum::http::HeaderMap,
+    body: std::result::Result<ApiJson<OpenBody>, Error>,
+) -> Result<Response> {
+    scope.update(|c| c.action = Some("case.open".into()));
+    let ApiJson(body) = body?;
+    let (applicant, kind) = match IdNumber::parse(&body.applicant) {
+        Ok(i) => (i.as_str().to_owned(), "person"),
+        Err(_) => match Uscc::parse(&body.applicant) {
+            Ok(u) => (u.as_str().to_owned(), "business"),
+            Err(_) => {
+                return Err(Error::BadRequest(
+                    "applicant must be an ID number or a unified social credit code with a valid check character"
+                        .into(),
+                ));
+            }
+        },
+    };
+    let hmac = app.subject_key.hash(&applicant);
+    scope.update(|c| c.subject_hmac = Some(hmac.clone()));
+    if body.matters.is_empty() || body.matters.len() > MAX_MATTERS_PER_CASE {
+        return Err(Error::BadRequest(format!(
+            "a case bundles 1-{MAX_MATTERS_PER_CASE} matters"
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    let mut specs = Vec::new();
+    for code in &body.matters {
+        let spec = MatterCode::parse(code)
+            .ok()
+            .and_then(|c| app.catalog.matters.get(&c))
+            .ok_or_else(|| Error::BadRequest(format!("unknown matter {code:?}")))?;
+        if !seen.insert(spec.code.clone()) {
+            return Err(Error::BadRequest(format!("matter {code} is listed twice")));
+        }
+        specs.push(spec);
+    }
+    let note = note(body.note.as_deref())?;
+    let (today, at) = now();
+    let case_id = format!(
+        "CASE-{}-{}",
+        today.format("%Y%m%d"),
+        &uuid::Uuid::new_v4().simple().to_string()[..12].to_ascii_uppercase()
+    );
+    let mut case_matters = Vec::new();
+    for s in &specs {
+        case_matters.push(CaseMatter {
+            matter: s.code.to_string(),
+            owner: s.owner.to_string(),
+            deadline: cases::deadline(&app.calendar, s.kind, today)?.map(|d| d.to_string()),
+        });
+    }
+    let codes: Vec<String> = specs.iter().map(|s| s.code.to_string()).collect();
+    scope.update(|c| {
+        c.case_id = Some(case_id.clone());
+        c.matter = Some(codes.join(","));
+    });
+    let operator = operator(&headers);
+    let case = StoredCase {
+        id: case_id.clone(),
+        applicant_hmac: hmac,
+        applicant_kind: kind.into(),
+        site_dept: id.0.dept.to_string(),
+        site_system: id.0.system.to_string(),
+        operator: operator.clone(),
+        status: "accepted".into(),
+        accepted_at_us: at,
+        accepted_on: today.to_string(),
+        closed_at_us: None,
+    };
+    let first = CaseEvent {
+        at_us: at,
+        event: "accepted".into(),
+        by_dept: case.site_dept.clone(),
+        by_system: case.site_system.clone(),
+        operator,
+        note,
+    };
+    app.store.open_case(&case, &case_matters, &first).await?;
+    let view = cases::view(
+        &app.store,
+        &app.catalog,
+        &app.calendar,
+        case,
+        case_matters,
+        today,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Loads a case for `caller`: the accepting site, a handling department or an auditor.
+/// Sets the audit scope (case, matters, applicant) either way.
+async fn load(
+    app: &AppState,
+    caller: &Identity,
+    scope: &AuditScope,
+    case_id: &str,
+) -> Result<(StoredCase, Vec<CaseMatter>)> {
+    let (case, matters) = app
+        .store
+        .case(case_id)
+        .await?
+        .ok_or_else(|| Error::NotFound("no such case".into()))?;
+    let codes: Vec<&str> = matters.iter().map(|m| m.matter.as_str()).collect();
+    scope.update(|c| {
+        c.case_id = Some(case.id.clone());
+        c.matter = Some(codes.join(","));
+        c.subject_hmac = Some(case.applicant_hmac.clone());
+    });
+    let dept = caller.0.dept.as_str();
+    let involved = case.site_dept == dept
+        || matters.iter().any(|m| m.owner == dept)
+        || app.auditors.contains(&caller.0.dept);
+    if !involved {
+        scope.update(|c| c.denied = true);
+        return Err(Error::Forbidden(format!(
+            "department {dept} neither accepted nor handles this case"
+        )));
+    }
+    Ok((case, matters))
+}
+
+async fn fetch(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    Path(case_id): Path<String>,
+) -> Result<Json<CaseView>> {
+    scope.update(|c| c.action = Some("case.read".into()));
+    let (case, matters) = load(&app, &id, &scope, &case_id).await?;
+    let (today, _) = now();
+    Ok(Json(
+        cases::view(
+            &app.store,
+            &app.catalog,
+            &app.calendar,
+            case,
+            matters,
+            today,
+        )
+        .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    event: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn event(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    headers: axum::http::HeaderMap,
+    Path(case_id): Path<String>,
+    body: std::result::Result<ApiJson<EventBody>, Error>,
+) -> Result<Json<Value>> {
+    scope.update(|c| c.action = Some("case.event".into()));
+    let (case, matters) = load(&app, &id, &scope, &case_id).await?;
+    let ApiJson(body) = body?;
+    let note = note(body.note.as_deref())?;
+    let to = cases::next_status(&case.status, &body.event).map_err(|why| {
+        if why.starts_with("unknown event") {
+            Error::BadRequest(why)
+        } else {
+            Error::Conflict(why)
+        }
+    })?;
+    // Deciding is the handling department's; the window may only record supplements.
+    let dept = id.0.dept.as_str();
+    let handles = matters.iter().any(|m| m.owner == dept);
+    let may = handles || (to == "supplemented" && case.site_dept == dept);
+    if !may {
+        scope.update(|c| c.denied = true);
+        return Err(Error::Forbidden(format!(
+            "only a department handling this case's matters may mark it {to}"
+        )));
+    }
+    if to == "rejected" && note.is_none() {
+        return Err(Error::BadRequest(
+            "a rejection needs a note saying why".into(),
+        ));
+    }
+    let (_, at) = now();
+    let ev = CaseEvent {
+        at_us: at,
+        event: body.event.clone(),
+        by_dept: dept.to_owned(),
+        by_system: id.0.system.to_string(),
+        operator: operator(&headers),
+        note,
+    };
+    app.store
+        .change_case_status(&case.id, &case.status, to, &ev)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "id": case.id,
+        "previous": case.status,
+        "status": to,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluationBody {
+    score: i32,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+async fn evaluate(
+    State(app): State<AppState>,
+    id: Identity,
+    scope: AuditScope,
+    Path(case_id): Path<String>,
+    body: std::result::Result<ApiJson<EvaluationBody>, Error>,
+) -> Result<Json<Value>> {
+    scope.update(|c| c.action = Some("case.evaluate".into()));
+    let (case, _) = load(&app, &id, &scope, &case_id).await?;
+    let ApiJson(body) = body?;
+    if case.site_dept != id.0.dept.as_str() {
+        scope.update(|c| c.denied = true);
+        return Err(Error::Forbidden(
+            "the accepting window records the applicant's evaluation".into(),
+        ));
+    }
+    if !(1..=5).contains(&body.score) {
+        return Err(Error::BadRequest("score must be 1-5".into()));
+    }
+    if !paotui_repository::FINAL_CASE_STATUSES.contains(&case.status.as_str()) {
+        return Err(Error::Conflict(format!(
+            "the case is {}; it is evaluated once closed",
+            case.status
+        )));
+    }
+    let comment = note(body.comment.as_deref())?;
+    let (_, at) = now();
+    app.store
+        .evaluate_case(
+            &case.id,
+            &Evaluation {
+                at_us: at,
+                score: body.score,
+                comment,
+            },
+        )
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "id": case.id, "score": body.score }),
+    ))
+}

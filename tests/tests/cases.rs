@@ -1,0 +1,262 @@
+//! Cases end to end: a window accepts a case, the resolver covers materials with the
+//! vault's licenses, data services and deferrals, the handling department decides, the
+//! applicant rates it once.
+
+use http::StatusCode;
+use paotui_gateway::client::Reply;
+use paotui_repository::Outcome;
+use paotui_tests::TestApp;
+use serde_json::{Value, json};
+
+fn problem(r: &Reply, status: StatusCode) -> Value {
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    r.json().unwrap()
+}
+
+#[tokio::test]
+async fn a_window_case_resolves_materials_and_follows_its_lifecycle() {
+    let app = TestApp::spawn().await.unwrap();
+    let zw = app.client("ZW", "chuangkou").unwrap();
+    let sc = app.client("SC", "dengji").unwrap();
+    let rs = app.client("RS", "shebao").unwrap();
+    let jc = app.client("JC", "jiancha").unwrap();
+    let jwks = zw.keys().await.unwrap();
+
+    let r = zw.get("/v1/matters").await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let matters = r.json().unwrap();
+    assert!(
+        matters["matters"].as_array().unwrap().len() >= 20,
+        "{matters}"
+    );
+
+    // The sample business holds an imported 营业执照 in the vault.
+    let business = app.world.samples.business[0].clone();
+    let r = zw
+        .post_json(
+            "/v1/cases",
+            &json!({"applicant": business, "matters": ["SC-SPJY-XK"], "note": "窗口受理"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let (_, idx) = r.verify(&jwks).unwrap();
+    let case = r.json().unwrap();
+    let id = case["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("CASE-"), "{id}");
+    assert_eq!(case["status"], "accepted");
+    assert_eq!(case["site_dept"], "ZW");
+    let entry = app.audit_entry(idx).await.unwrap().entry;
+    assert_eq!(entry.action, "case.open");
+    assert_eq!(entry.case_id.as_deref(), Some(id.as_str()));
+    assert_eq!(entry.matter.as_deref(), Some("SC-SPJY-XK"));
+
+    // Deadline: 10 working days after today by the configured calendar.
+    let today = chrono::Utc::now().date_naive();
+    let cal = app.config.calendar().unwrap();
+    let due = cal.add_working_days(today, 10).unwrap().to_string();
+    assert_eq!(case["matters"][0]["deadline"], due.as_str());
+    assert_eq!(case["matters"][0]["owner"], "SC");
+    assert_eq!(case["overdue"], false);
+
+    let by: Vec<(&str, &str)> = case["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("营业执照", "license"),
+            ("经营场所证明", "data"),
+            ("食品安全管理制度", "deferred")
+        ]
+    );
+    assert!(
+        case["materials"][0]["license_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("YYZZ-SC-")
+    );
+    assert_eq!(case["materials"][1]["service"], "property.by_owner");
+    assert_eq!(
+        case["materials"][2]["due"],
+        cal.add_working_days(today, 10)
+            .unwrap()
+            .to_string()
+            .as_str()
+    );
+    assert_eq!(case["papers_avoided"], 2);
+
+    // A person with no household register in the vault: that paper must be collected.
+    let person = paotui_policies::ids::IdNumber::from_parts(
+        440604,
+        chrono::NaiveDate::from_ymd_opt(1990, 5, 17).unwrap(),
+        777,
+    )
+    .unwrap();
+    let r = zw
+        .post_json(
+            "/v1/cases",
+            &json!({"applicant": person.as_str(), "matters": ["GA-XSE-LH"]}),
+        )
+        .await
+        .unwrap();
+    let other = r.json().unwrap();
+    assert_eq!(other["materials"][0]["by"], "collect", "{other}");
+    assert_eq!(other["materials"][2]["by"], "collect");
+    assert_eq!(other["papers_avoided"], 1);
+    assert!(
+        other["matters"][0]["deadline"].is_null(),
+        "an immediate matter"
+    );
+
+    // Who may read it: the site, the handling department, the auditors.
+    let path = format!("/v1/cases/{id}");
+    assert_eq!(sc.get(&path).await.unwrap().status, StatusCode::OK);
+    assert_eq!(jc.get(&path).await.unwrap().status, StatusCode::OK);
+    let r = rs.get(&path).await.unwrap();
+    problem(&r, StatusCode::FORBIDDEN);
+    let (_, idx) = r.verify(&jwks).unwrap();
+    let entry = app.audit_entry(idx).await.unwrap().entry;
+    assert_eq!(
+        (entry.outcome, entry.case_id.as_deref()),
+        (Outcome::Denied, Some(id.as_str()))
+    );
+
+    // Lifecycle: the window may not decide; the handler approves and completes.
+    let ev = format!("/v1/cases/{id}/events");
+    let eval = format!("/v1/cases/{id}/evaluation");
+    problem(
+        &zw.post_json(&ev, &json!({"event": "approved"}))
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+    );
+    problem(
+        &sc.post_json(&ev, &json!({"event": "archived"}))
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    );
+    problem(
+        &sc.post_json(&ev, &json!({"event": "completed"}))
+            .await
+            .unwrap(),
+        StatusCode::CONFLICT,
+    );
+    problem(
+        &zw.post_json(&eval, &json!({"score": 5})).await.unwrap(),
+        StatusCode::CONFLICT,
+    );
+    let r = zw
+        .post_json(
+            &ev,
+            &json!({"event": "supplemented", "note": "补齐管理制度"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    for e in ["approved", "completed"] {
+        let r = sc.post_json(&ev, &json!({ "event": e })).await.unwrap();
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json().unwrap()["status"], e);
+    }
+    let p = problem(
+        &sc.post_json(&ev, &json!({"event": "rejected", "note": "x"}))
+            .await
+            .unwrap(),
+        StatusCode::CONFLICT,
+    );
+    assert!(p["detail"].as_str().unwrap().contains("closed"), "{p}");
+
+    // 一事一评: by the window, 1-5, once.
+    problem(
+        &sc.post_json(&eval, &json!({"score": 4})).await.unwrap(),
+        StatusCode::FORBIDDEN,
+    );
+    problem(
+        &zw.post_json(&eval, &json!({"score": 9})).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    );
+    let r = zw
+        .post_json(&eval, &json!({"score": 5, "comment": "一次办成"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    problem(
+        &zw.post_json(&eval, &json!({"score": 1})).await.unwrap(),
+        StatusCode::CONFLICT,
+    );
+
+    let done = zw.get(&path).await.unwrap().json().unwrap();
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["evaluation"]["score"], 5);
+    let events: Vec<&str> = done["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["accepted", "supplemented", "approved", "completed"]
+    );
+    assert_eq!(done["events"][0]["note"], "窗口受理");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_case_requests_are_clear_4xx() {
+    let app = TestApp::spawn().await.unwrap();
+    let zw = app.client("ZW", "chuangkou").unwrap();
+    let business = app.world.samples.business[0].clone();
+    for (body, want) in [
+        (
+            json!({"applicant": business, "matters": ["NO-SUCH"]}),
+            "unknown matter",
+        ),
+        (json!({"applicant": business, "matters": []}), "1-10"),
+        (
+            json!({"applicant": business, "matters": ["SC-QY-ZX", "SC-QY-ZX"]}),
+            "twice",
+        ),
+        (
+            json!({"applicant": "12345", "matters": ["SC-QY-ZX"]}),
+            "check character",
+        ),
+        (json!({"applicant": business}), "matters"),
+    ] {
+        let r = zw.post_json("/v1/cases", &body).await.unwrap();
+        let p = problem(&r, StatusCode::BAD_REQUEST);
+        assert!(p["detail"].as_str().unwrap().contains(want), "{want}: {p}");
+    }
+    problem(
+        &zw.get("/v1/cases/CASE-NONE").await.unwrap(),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &zw.post_json("/v1/cases/CASE-NONE/events", &json!({"event": "approved"}))
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+    );
+    app.stop().await;
+}
