@@ -483,10 +483,42 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
         .first()
         .ok_or_else(|| Error::Client("demo world has no sample business".into()))?;
 
-    // The window opens a case for the business and fetches its licence from the vault.
+    // The window accepts a food-business permit case for the business (handled by SC).
+    let r = zw
+        .post_json(
+            "/v1/cases",
+            &json!({"applicant": business, "matters": ["SC-SPJY-XK"], "note": "一门办理窗口受理"}),
+        )
+        .await?;
+    check("open case", r.status, StatusCode::CREATED)?;
+    r.verify(jwks)?;
+    let case = r.json()?;
+    let case_id = case["id"].as_str().unwrap_or("").to_owned();
+    say(format!(
+        "9. ZW/chuangkou accepts case {case_id} for 食品经营许可 (handled by SC, due {}) · materials:",
+        case["matters"][0]["deadline"].as_str().unwrap_or("-")
+    ));
+    for m in case["materials"].as_array().cloned().unwrap_or_default() {
+        let how = match m["by"].as_str().unwrap_or("") {
+            "license" => format!(
+                "license {} from the vault",
+                m["license_id"].as_str().unwrap_or("")
+            ),
+            "data" => format!("data service {}", m["service"].as_str().unwrap_or("")),
+            "deferred" => format!("deferred (容缺), due {}", m["due"].as_str().unwrap_or("")),
+            _ => "paper, to collect".to_owned(),
+        };
+        say(format!("     {} ← {how}", m["name"].as_str().unwrap_or("")));
+    }
+    say(format!(
+        "     {} paper copies avoided",
+        case["papers_avoided"].as_u64().unwrap_or(0)
+    ));
+
+    // For that case, the window fetches the applicant's licence from the vault.
     let r = zw
         .get(&format!(
-            "/v1/holders/{business}/licenses?type=YYZZ&case_id=DEMO-CASE-0001&matter=food-permit"
+            "/v1/holders/{business}/licenses?type=YYZZ&case_id={case_id}&matter=SC-SPJY-XK"
         ))
         .await?;
     check("licenses of holder", r.status, StatusCode::OK)?;
@@ -501,7 +533,7 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
     let today = chrono::Utc::now().date_naive();
     let offline = paotui_policies::licenses::verify_offline(token, jwks, today);
     say(format!(
-        "9. ZW/chuangkou (window, case DEMO-CASE-0001) fetches the applicant's 营业执照 from the vault → {} · {} {} · status {} · audit index {idx}",
+        "10. ZW/chuangkou fetches the applicant's 营业执照 from the vault for the case → {} · {} {} · status {} · audit index {idx}",
         r.status,
         licence["id"].as_str().unwrap_or(""),
         licence["document"]["holder"]["name"].as_str().unwrap_or(""),
@@ -512,7 +544,10 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
         if offline.valid { "valid" } else { "NOT valid" }
     ));
 
-    // The issuing department issues a new license through the API.
+    // The handling department approves the case and issues the permit through the API.
+    let events = format!("/v1/cases/{case_id}/events");
+    let r = sc.post_json(&events, &json!({"event": "approved"})).await?;
+    check("approve case", r.status, StatusCode::OK)?;
     let body = json!({
         "type": "SPJY",
         "holder_id": business,
@@ -525,7 +560,7 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
     let issued = r.json()?;
     let id = issued["id"].as_str().unwrap_or("").to_owned();
     say(format!(
-        "10. SC/dengji issues a 食品经营许可证 → {} · {id} valid until {} · signed by SC's key",
+        "11. SC/dengji approves the case and issues the 食品经营许可证 → {} · {id} valid until {} · signed by SC's key",
         r.status,
         issued["document"]["valid_until"]
             .as_str()
@@ -538,7 +573,7 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
     check("verify license", r.status, StatusCode::OK)?;
     r.verify(jwks)?;
     say(format!(
-        "11. ZW/chuangkou verifies it with the vault → {} · valid",
+        "12. ZW/chuangkou verifies it with the vault → {} · valid",
         r.status
     ));
     let r = sc
@@ -556,9 +591,35 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
     )?;
     r.verify(jwks)?;
     say(format!(
-        "12. SC/dengji suspends it; verifying again → {} · {}",
+        "13. SC/dengji suspends it; verifying again → {} · {}",
         r.status,
         r.json()?["detail"].as_str().unwrap_or("")
+    ));
+
+    // The case is completed; the applicant rates it at the window (一事一评).
+    let r = sc
+        .post_json(&events, &json!({"event": "completed"}))
+        .await?;
+    check("complete case", r.status, StatusCode::OK)?;
+    let r = zw
+        .post_json(
+            &format!("/v1/cases/{case_id}/evaluation"),
+            &json!({"score": 5, "comment": "一次办成"}),
+        )
+        .await?;
+    check("evaluate case", r.status, StatusCode::OK)?;
+    let r = zw.get(&format!("/v1/cases/{case_id}")).await?;
+    check("read case", r.status, StatusCode::OK)?;
+    r.verify(jwks)?;
+    let done = r.json()?;
+    let trail: Vec<&str> = done["events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["event"].as_str()).collect())
+        .unwrap_or_default();
+    say(format!(
+        "14. SC/dengji completes the case ({}) · the applicant rates it {}/5 at the window",
+        trail.join(" → "),
+        done["evaluation"]["score"]
     ));
     Ok(())
 }

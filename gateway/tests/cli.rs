@@ -33,11 +33,16 @@ fn demo_exit_builds_walks_through_and_reuses_its_world() {
     // The license vault: imported at build, fetched by a window, issued, verified, suspended.
     assert!(stdout.contains("SC imported"), "{stdout}");
     assert!(
-        stdout.contains("fetches the applicant's 营业执照 from the vault → 200 OK"),
+        stdout.contains("fetches the applicant's 营业执照 from the vault for the case → 200 OK"),
         "{stdout}"
     );
     assert!(stdout.contains("/v1/keys alone: valid"), "{stdout}");
     assert!(stdout.contains("食品经营许可证 → 201 Created"), "{stdout}");
+    assert!(stdout.contains("2 paper copies avoided"), "{stdout}");
+    assert!(
+        stdout.contains("accepted → approved → completed) · the applicant rates it 5/5"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(
             "422 Unprocessable Entity · the license does not verify: the license is suspended"
