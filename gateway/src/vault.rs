@@ -299,54 +299,40 @@ impl Vault {
         Ok((row, view))
     }
 
-    /// A holder's licenses (`holder` an ID number or credit code), optionally of one type.
+    /// The licenses held under `holder_hmac` (see [`canonical_holder`]), optionally of one
+    /// type, newest first.
     pub async fn of_holder(
         &self,
-        holder: &str,
+        holder_hmac: &str,
         type_code: Option<&str>,
         today: NaiveDate,
-    ) -> Result<(String, Vec<LicenseView>)> {
-        let canonical = IdNumber::parse(holder)
-            .map(|i| i.as_str().to_owned())
-            .or_else(|_| Uscc::parse(holder).map(|u| u.as_str().to_owned()))
-            .map_err(|_| {
-                Error::BadRequest(
-                    "holder must be an ID number or a unified social credit code with a valid check character"
-                        .into(),
-                )
-            })?;
+    ) -> Result<Vec<LicenseView>> {
         let t = type_code.map(|c| self.license_type(c)).transpose()?;
-        let hmac = self.holder_hmac(&canonical);
         let rows = self
             .store
-            .licenses_of_holder(&hmac, t.map(|t| t.code.as_str()), HOLDER_LIST_LIMIT)
+            .licenses_of_holder(holder_hmac, t.map(|t| t.code.as_str()), HOLDER_LIST_LIMIT)
             .await?;
-        let views = rows
-            .iter()
-            .map(|r| self.view(r, today))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((hmac, views))
+        rows.iter().map(|r| self.view(r, today)).collect()
     }
 
-    /// Records that licenses were fetched for a case (用证记录).
+    /// Records that licenses were fetched for a case (用证记录): (license id, matter) pairs.
     pub async fn record_uses(
         &self,
         actor: &Actor,
-        ids: &[String],
+        uses: &[(String, String)],
         case_id: &str,
-        matter: Option<&str>,
         at_us: i64,
     ) -> Result<()> {
-        let uses: Vec<LicenseUse> = ids
+        let uses: Vec<LicenseUse> = uses
             .iter()
-            .map(|id| LicenseUse {
+            .map(|(id, matter)| LicenseUse {
                 license_id: id.clone(),
                 at_us,
                 caller_dept: actor.dept.to_string(),
                 caller_system: actor.system.clone(),
                 operator: actor.operator.clone(),
                 case_id: case_id.to_owned(),
-                matter: matter.map(str::to_owned),
+                matter: Some(matter.clone()),
                 request_id: actor.request_id.clone(),
             })
             .collect();
@@ -426,6 +412,20 @@ impl Vault {
             document,
         })
     }
+}
+
+/// A holder or applicant as given at the API: an ID number (`person`) or a unified social
+/// credit code (`business`), in canonical form.
+pub fn canonical_holder(s: &str) -> Result<(String, &'static str)> {
+    if let Ok(i) = IdNumber::parse(s) {
+        return Ok((i.as_str().to_owned(), "person"));
+    }
+    if let Ok(u) = Uscc::parse(s) {
+        return Ok((u.as_str().to_owned(), "business"));
+    }
+    Err(Error::BadRequest(
+        "expected an ID number or a unified social credit code with a valid check character".into(),
+    ))
 }
 
 fn holder_kind(doc: &LicenseDocument) -> &'static str {

@@ -61,6 +61,27 @@ async fn setup() -> Ctx {
     Ctx { app, sc, zw, jwks }
 }
 
+/// Opens a case at the window for `holder` and one matter; returns its id.
+async fn case_for(c: &Ctx, holder: &str, matter: &str) -> String {
+    let r =
+        c.zw.post_json(
+            "/v1/cases",
+            &json!({"applicant": holder, "matters": [matter]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json().unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+/// A matter whose materials include the 营业执照 (handled by SC).
+const YYZZ_MATTER: &str = "SC-QY-BG-JYFW";
+
 async fn issue(c: &Ctx, holder: &str) -> Value {
     let r = c.sc.post_json("/v1/licenses", &yyzz(holder)).await.unwrap();
     assert_eq!(
@@ -120,18 +141,21 @@ async fn issue_fetch_and_verify_round_trip_over_mtls() {
     assert_eq!(offline.kid.as_deref(), Some(sc_key.kid.as_str()));
 
     // A window fetches it for a case: the same JWS, and a usage record naming the case.
+    let case = case_for(&c, &holder, YYZZ_MATTER).await;
     let r =
-        c.zw.get(&format!("/v1/licenses/{id}?case_id=CASE-0001&matter=kaiye"))
-            .await
-            .unwrap();
+        c.zw.get(&format!(
+            "/v1/licenses/{id}?case_id={case}&matter={YYZZ_MATTER}"
+        ))
+        .await
+        .unwrap();
     assert_eq!(r.status, StatusCode::OK);
     let e = audit_of(&c.app, &c.jwks, &r).await;
     let got = r.json().unwrap();
     assert_eq!(got["jws"], issued["jws"]);
     assert_eq!(got["status"], "valid");
     assert_eq!(e.entry.action, "license.read");
-    assert_eq!(e.entry.case_id.as_deref(), Some("CASE-0001"));
-    assert_eq!(e.entry.matter.as_deref(), Some("kaiye"));
+    assert_eq!(e.entry.case_id.as_deref(), Some(case.as_str()));
+    assert_eq!(e.entry.matter.as_deref(), Some(YYZZ_MATTER));
     assert_eq!(e.entry.subject_hmac.as_deref(), Some(holder_hmac.as_str()));
     let store = c.app.store().await.unwrap();
     let uses = store.license_uses(&id).await.unwrap();
@@ -140,13 +164,13 @@ async fn issue_fetch_and_verify_round_trip_over_mtls() {
         (uses[0].caller_dept.as_str(), uses[0].caller_system.as_str()),
         ("ZW", "chuangkou")
     );
-    assert_eq!(uses[0].case_id, "CASE-0001");
-    assert_eq!(uses[0].matter.as_deref(), Some("kaiye"));
+    assert_eq!(uses[0].case_id, case);
+    assert_eq!(uses[0].matter.as_deref(), Some(YYZZ_MATTER));
 
     // By holder (the window knows the applicant, not the license id).
     let r =
         c.zw.get(&format!(
-            "/v1/holders/{holder}/licenses?type=YYZZ&case_id=CASE-0002"
+            "/v1/holders/{holder}/licenses?type=YYZZ&case_id={case}"
         ))
         .await
         .unwrap();
@@ -184,12 +208,106 @@ async fn issue_fetch_and_verify_round_trip_over_mtls() {
     assert!(p["detail"].as_str().unwrap().contains("case_id"), "{p}");
     assert_eq!(audit_of(&c.app, &c.jwks, &r).await.entry.status, 400);
     let r =
-        c.zw.get("/v1/licenses/YYZZ-SC-99999999?case_id=C1")
+        c.zw.get(&format!("/v1/licenses/YYZZ-SC-99999999?case_id={case}"))
             .await
             .unwrap();
     problem(&r, StatusCode::NOT_FOUND);
     assert_eq!(audit_of(&c.app, &c.jwks, &r).await.entry.status, 404);
     assert_eq!(store.license_uses(&id).await.unwrap().len(), 2);
+    c.app.stop().await;
+}
+
+/// Purpose binding: a license leaves only for an open case of its holder, to a department
+/// that accepted or handles it, for a matter that lists the license's type.
+#[tokio::test]
+async fn license_fetches_are_bound_to_an_open_matching_case() {
+    let c = setup().await;
+    let holder = fresh_uscc(40);
+    let other = fresh_uscc(41);
+    let id = issue(&c, &holder).await["id"].as_str().unwrap().to_owned();
+    issue(&c, &other).await;
+    let good = case_for(&c, &holder, YYZZ_MATTER).await;
+    let fetch = |client: &MtlsClient, query: String| {
+        let client = client.clone();
+        let id = id.clone();
+        async move {
+            client
+                .get(&format!("/v1/licenses/{id}?{query}"))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        fetch(&c.zw, format!("case_id={good}")).await.status,
+        StatusCode::OK
+    );
+    // The handling department may fetch for the case too.
+    assert_eq!(
+        fetch(&c.sc, format!("case_id={good}")).await.status,
+        StatusCode::OK
+    );
+
+    let not_applicant = case_for(&c, &other, YYZZ_MATTER).await;
+    let no_yyzz = case_for(&c, &holder, "SC-GTGSH-SL").await;
+    let rs = c.app.client("RS", "shebao").unwrap();
+    for (client, query, why) in [
+        (&c.zw, "case_id=CASE-NO-SUCH".to_owned(), "there is no case"),
+        (
+            &c.zw,
+            format!("case_id={not_applicant}"),
+            "not the applicant",
+        ),
+        (&c.zw, format!("case_id={no_yyzz}"), "lists YYZZ"),
+        (
+            &rs,
+            format!("case_id={good}"),
+            "neither accepted nor handles",
+        ),
+        (
+            &c.zw,
+            format!("case_id={good}&matter=SC-QY-ZX"),
+            "not for matter",
+        ),
+    ] {
+        let r = fetch(client, query.clone()).await;
+        let p = problem(&r, StatusCode::FORBIDDEN);
+        assert!(p["detail"].as_str().unwrap().contains(why), "{query}: {p}");
+        let e = audit_of(&c.app, &c.jwks, &r).await;
+        assert_eq!(e.entry.outcome, Outcome::Denied, "{query}");
+    }
+    // Listing a holder's licenses for a case releases only the types its matters list.
+    let r =
+        c.zw.get(&format!("/v1/holders/{holder}/licenses?case_id={no_yyzz}"))
+            .await
+            .unwrap();
+    assert_eq!(r.json().unwrap()["licenses"], json!([]));
+    let r =
+        c.zw.get(&format!(
+            "/v1/holders/{holder}/licenses?case_id={no_yyzz}&type=YYZZ"
+        ))
+        .await
+        .unwrap();
+    problem(&r, StatusCode::FORBIDDEN);
+
+    // Once the case is completed, access for it ends.
+    for e in ["approved", "completed"] {
+        let r =
+            c.sc.post_json(&format!("/v1/cases/{good}/events"), &json!({ "event": e }))
+                .await
+                .unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let p = problem(
+        &fetch(&c.zw, format!("case_id={good}")).await,
+        StatusCode::FORBIDDEN,
+    );
+    assert!(p["detail"].as_str().unwrap().contains("has ended"), "{p}");
+    let store = c.app.store().await.unwrap();
+    assert_eq!(
+        store.license_uses(&id).await.unwrap().len(),
+        2,
+        "only the permitted fetches"
+    );
     c.app.stop().await;
 }
 
@@ -236,10 +354,9 @@ async fn only_the_issuing_department_issues_or_changes_status() {
 #[tokio::test]
 async fn status_transitions_allowed_refused_and_kept_as_history() {
     let c = setup().await;
-    let id = issue(&c, &fresh_uscc(3)).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let holder = fresh_uscc(3);
+    let case = case_for(&c, &holder, YYZZ_MATTER).await;
+    let id = issue(&c, &holder).await["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/licenses/{id}/status");
     let step = |action: &'static str| {
         let sc = &c.sc;
@@ -339,7 +456,7 @@ async fn status_transitions_allowed_refused_and_kept_as_history() {
 
     // A revoked license no longer verifies, and the reader sees it revoked.
     let got =
-        c.zw.get(&format!("/v1/licenses/{id}?case_id=C-9"))
+        c.zw.get(&format!("/v1/licenses/{id}?case_id={case}"))
             .await
             .unwrap()
             .json()
@@ -534,9 +651,12 @@ async fn bad_issue_requests_are_clear_4xx_and_audited() {
     }
     // Nothing was stored for the holder.
     let r =
-        c.zw.get(&format!("/v1/holders/{holder}/licenses?case_id=C-1"))
-            .await
-            .unwrap();
+        c.zw.get(&format!(
+            "/v1/holders/{holder}/licenses?case_id={}",
+            case_for(&c, &holder, YYZZ_MATTER).await
+        ))
+        .await
+        .unwrap();
     assert_eq!(r.json().unwrap()["licenses"], json!([]));
     let r =
         c.zw.get("/v1/holders/12345/licenses?case_id=C-1")
@@ -561,9 +681,12 @@ async fn stored_licenses_are_sealed_and_holders_never_in_plaintext() {
     let holder = fresh_uscc(6);
     issue(&c, &holder).await;
     let r =
-        c.zw.get(&format!("/v1/holders/{holder}/licenses?case_id=C-7"))
-            .await
-            .unwrap();
+        c.zw.get(&format!(
+            "/v1/holders/{holder}/licenses?case_id={}",
+            case_for(&c, &holder, YYZZ_MATTER).await
+        ))
+        .await
+        .unwrap();
     assert_eq!(r.json().unwrap()["licenses"].as_array().unwrap().len(), 1);
     // Imported licenses of the demo world name people; they are sealed too.
     let csv = std::fs::read_to_string(c.app.world.dir.join("data/licenses-GA.csv")).unwrap();
@@ -606,6 +729,7 @@ fn write(path: &Path, text: &str) {
 async fn import_stores_good_rows_rejects_bad_ones_and_reruns_idempotently() {
     let c = setup().await;
     let (a, b, d) = (fresh_uscc(10), fresh_uscc(11), fresh_uscc(12));
+    let case_b = case_for(&c, &b, YYZZ_MATTER).await;
     let mut bad_check = a.clone().into_bytes();
     let l = bad_check.last_mut().unwrap();
     *l = if *l == b'0' { b'1' } else { b'0' };
@@ -673,7 +797,7 @@ async fn import_stores_good_rows_rejects_bad_ones_and_reruns_idempotently() {
 
     // The stored rows are readable, signed, under the original numbers.
     let r =
-        c.zw.get(&format!("/v1/holders/{b}/licenses?case_id=C-1"))
+        c.zw.get(&format!("/v1/holders/{b}/licenses?case_id={case_b}"))
             .await
             .unwrap();
     let list = r.json().unwrap();
@@ -703,7 +827,7 @@ async fn import_stores_good_rows_rejects_bad_ones_and_reruns_idempotently() {
             .unwrap();
     assert_eq!((s.stored, s.already_stored, s.rejected), (0, 2, 6), "{s:?}");
     let r =
-        c.zw.get(&format!("/v1/holders/{b}/licenses?case_id=C-1"))
+        c.zw.get(&format!("/v1/holders/{b}/licenses?case_id={case_b}"))
             .await
             .unwrap();
     assert_eq!(r.json().unwrap()["licenses"].as_array().unwrap().len(), 1);
@@ -870,6 +994,19 @@ async fn the_vault_works_on_a_postgres_store() {
     let sc = app.client("SC", "dengji").unwrap();
     let zw = app.client("ZW", "chuangkou").unwrap();
     let holder = fresh_uscc(30);
+    let r = zw
+        .post_json(
+            "/v1/cases",
+            &json!({"applicant": holder, "matters": [YYZZ_MATTER]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "a case on the PostgreSQL store"
+    );
+    let case = r.json().unwrap()["id"].as_str().unwrap().to_owned();
     let r = sc.post_json("/v1/licenses", &yyzz(&holder)).await.unwrap();
     assert_eq!(
         r.status,
@@ -880,7 +1017,7 @@ async fn the_vault_works_on_a_postgres_store() {
     let issued = r.json().unwrap();
     let id = issued["id"].as_str().unwrap();
     let r = zw
-        .get(&format!("/v1/holders/{holder}/licenses?case_id=PG-1"))
+        .get(&format!("/v1/holders/{holder}/licenses?case_id={case}"))
         .await
         .unwrap();
     assert_eq!(r.json().unwrap()["licenses"][0]["jws"], issued["jws"]);

@@ -16,7 +16,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use paotui_policies::ids::{IdNumber, Uscc};
 use paotui_policies::matters::MatterCode;
 use paotui_repository::{CaseEvent, CaseMatter, Evaluation, StoredCase};
 use serde::Deserialize;
@@ -87,18 +86,8 @@ async fn open(
 ) -> Result<Response> {
     scope.update(|c| c.action = Some("case.open".into()));
     let ApiJson(body) = body?;
-    let (applicant, kind) = match IdNumber::parse(&body.applicant) {
-        Ok(i) => (i.as_str().to_owned(), "person"),
-        Err(_) => match Uscc::parse(&body.applicant) {
-            Ok(u) => (u.as_str().to_owned(), "business"),
-            Err(_) => {
-                return Err(Error::BadRequest(
-                    "applicant must be an ID number or a unified social credit code with a valid check character"
-                        .into(),
-                ));
-            }
-        },
-    };
+    let (applicant, kind) = crate::vault::canonical_holder(&body.applicant)
+        .map_err(|e| Error::BadRequest(format!("applicant: {e}")))?;
     let hmac = app.subject_key.hash(&applicant);
     scope.update(|c| c.subject_hmac = Some(hmac.clone()));
     if body.matters.is_empty() || body.matters.len() > MAX_MATTERS_PER_CASE {

@@ -9,8 +9,9 @@
 //! - `POST /v1/licenses/import`: JSON lines (`application/x-ndjson`), read as they stream
 //!   in, each row stored or rejected as by `paotui license import`; answers the outcomes.
 //!
-//! Every fetch names the case it serves and leaves a usage record (用证记录) besides the
-//! audit entry. Until cases exist (issue E) the case id is taken as given.
+//! Every fetch names the case it serves — an open case of the holder that the caller
+//! accepted or handles, with a matter listing the license's type (see [`bind_to_case`]) —
+//! and leaves a usage record (用证记录) besides the audit entry.
 
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paotui_policies::licenses::{LicenseRequest, StatusAction};
+use paotui_policies::matters::MatterCode;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -63,28 +65,86 @@ fn actor(id: &Identity, headers: &axum::http::HeaderMap) -> Actor {
     }
 }
 
-/// The case (required) and matter (optional) a fetch serves, put in the audit entry.
-fn case_and_matter(
-    q: &HashMap<String, String>,
+/// Purpose binding (seed 004: data leaves only for a real case). A license fetch names a
+/// case (`case_id`, and optionally one of its matters); it is permitted only if the case
+/// is open, its applicant holds the license, the caller's department accepted the case or
+/// handles one of its matters, and that matter lists the license's type as a material.
+/// Answers the (license type, matter) pairs the caller may fetch for this case; every
+/// refusal is an audited 403 with its reason.
+async fn bind_to_case(
+    app: &AppState,
+    caller: &Identity,
     scope: &AuditScope,
-) -> Result<(String, Option<String>)> {
-    let case = q.get("case_id").ok_or_else(|| {
+    q: &HashMap<String, String>,
+    holder_hmac: &str,
+) -> Result<(String, Vec<(String, String)>)> {
+    let case_id = q.get("case_id").ok_or_else(|| {
         Error::BadRequest("case_id is required: name the case this license is used for".into())
     })?;
-    let case = parse_case_id(case)?;
+    let case_id = parse_case_id(case_id)?;
     let matter = q
         .get("matter")
         .map(|m| {
-            parse_case_id(m).map_err(|_| {
-                Error::BadRequest("matter must be 1-64 characters of A-Z a-z 0-9 - _".into())
-            })
+            MatterCode::parse(m)
+                .map_err(|_| Error::BadRequest("matter must be a matter code (A-Z 0-9 -)".into()))
         })
         .transpose()?;
     scope.update(|c| {
-        c.case_id = Some(case.clone());
-        c.matter = matter.clone();
+        c.case_id = Some(case_id.clone());
+        c.matter = matter.as_ref().map(ToString::to_string);
     });
-    Ok((case, matter))
+    let deny = |why: String| {
+        scope.update(|c| c.denied = true);
+        Error::Forbidden(why)
+    };
+    let Some((case, matters)) = app.store.case(&case_id).await? else {
+        return Err(deny(format!("there is no case {case_id}")));
+    };
+    if paotui_repository::FINAL_CASE_STATUSES.contains(&case.status.as_str()) {
+        return Err(deny(format!(
+            "case {case_id} is {}; access for it has ended",
+            case.status
+        )));
+    }
+    if case.applicant_hmac != holder_hmac {
+        return Err(deny(format!(
+            "the license holder is not the applicant of case {case_id}"
+        )));
+    }
+    let dept = caller.0.dept.as_str();
+    let site = case.site_dept == dept;
+    let mut allowed = Vec::new();
+    for m in &matters {
+        if matter
+            .as_ref()
+            .is_some_and(|want| want.as_str() != m.matter)
+        {
+            continue;
+        }
+        if !(site || m.owner == dept) {
+            continue;
+        }
+        let Some(spec) = MatterCode::parse(&m.matter)
+            .ok()
+            .and_then(|c| app.catalog.matters.get(&c))
+        else {
+            continue;
+        };
+        for t in spec.license_types() {
+            allowed.push((t.to_string(), m.matter.clone()));
+        }
+    }
+    if let Some(want) = &matter
+        && !matters.iter().any(|m| m.matter == want.as_str())
+    {
+        return Err(deny(format!("case {case_id} is not for matter {want}")));
+    }
+    if !site && !matters.iter().any(|m| m.owner == dept) {
+        return Err(deny(format!(
+            "department {dept} neither accepted nor handles case {case_id}"
+        )));
+    }
+    Ok((case_id, allowed))
 }
 
 async fn issue(
@@ -137,19 +197,26 @@ async fn fetch(
 ) -> Result<Json<LicenseView>> {
     scope.update(|c| c.action = Some("license.read".into()));
     let q = query_params(raw, &["case_id", "matter"])?;
-    let (case, matter) = case_and_matter(&q, &scope)?;
     let (today, at) = now();
     let (row, view) = app.vault.get(&license, today).await?;
     scope.update(|c| {
         c.service = Some(format!("license:{}", row.type_code));
         c.subject_hmac = Some(row.holder_hmac.clone());
     });
+    let (case, allowed) = bind_to_case(&app, &id, &scope, &q, &row.holder_hmac).await?;
+    let Some((_, matter)) = allowed.iter().find(|(t, _)| *t == row.type_code) else {
+        scope.update(|c| c.denied = true);
+        return Err(Error::Forbidden(format!(
+            "no matter of case {case} you take part in lists {} licenses",
+            row.type_code
+        )));
+    };
+    scope.update(|c| c.matter = Some(matter.clone()));
     app.vault
         .record_uses(
             &actor(&id, &headers),
-            std::slice::from_ref(&row.id),
+            &[(row.id.clone(), matter.clone())],
             &case,
-            matter.as_deref(),
             at,
         )
         .await?;
@@ -167,18 +234,49 @@ async fn of_holder(
 ) -> Result<Json<Value>> {
     scope.update(|c| c.action = Some("license.list".into()));
     let q = query_params(raw, &["case_id", "matter", "type"])?;
-    let (case, matter) = case_and_matter(&q, &scope)?;
+    let (holder, _) = crate::vault::canonical_holder(&holder)
+        .map_err(|e| Error::BadRequest(format!("holder: {e}")))?;
+    let hmac = app.vault.holder_hmac(&holder);
+    scope.update(|c| c.subject_hmac = Some(hmac.clone()));
     let type_code = q.get("type").map(String::as_str);
     if let Some(t) = type_code {
         scope.update(|c| c.service = Some(format!("license:{t}")));
     }
+    let (case, allowed) = bind_to_case(&app, &id, &scope, &q, &hmac).await?;
+    if let Some(t) = type_code
+        && !allowed.iter().any(|(a, _)| a == t)
+    {
+        scope.update(|c| c.denied = true);
+        return Err(Error::Forbidden(format!(
+            "no matter of case {case} you take part in lists {t} licenses"
+        )));
+    }
     let (today, at) = now();
-    let (hmac, views) = app.vault.of_holder(&holder, type_code, today).await?;
-    scope.update(|c| c.subject_hmac = Some(hmac));
-    let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
+    // Only the types the case's matters list leave, whatever else the holder has.
+    let views: Vec<LicenseView> = app
+        .vault
+        .of_holder(&hmac, type_code, today)
+        .await?
+        .into_iter()
+        .filter(|v| {
+            allowed
+                .iter()
+                .any(|(t, _)| *t == v.document.type_code.as_str())
+        })
+        .collect();
+    let uses: Vec<(String, String)> = views
+        .iter()
+        .filter_map(|v| {
+            allowed
+                .iter()
+                .find(|(t, _)| *t == v.document.type_code.as_str())
+                .map(|(_, m)| (v.id.clone(), m.clone()))
+        })
+        .collect();
     app.vault
-        .record_uses(&actor(&id, &headers), &ids, &case, matter.as_deref(), at)
+        .record_uses(&actor(&id, &headers), &uses, &case, at)
         .await?;
+    let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
     scope.update(|c| c.fields = ids);
     Ok(Json(serde_json::json!({ "licenses": views })))
 }
