@@ -183,3 +183,38 @@ impl Drop for TcpProxy {
         self.task.abort();
     }
 }
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A fresh, uniquely named PostgreSQL database: `(name, url)`. `None` when PostgreSQL is
+/// unreachable outside CI; under `CI=true` that is an error (never a silent skip).
+pub async fn fresh_pg_database(prefix: &str) -> Result<Option<(String, String)>, Error> {
+    use sqlx::Connection;
+    let mut admin = match sqlx::PgConnection::connect(PG_ADMIN).await {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping: PostgreSQL unreachable: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(format!("PostgreSQL unreachable under CI: {e}").into()),
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let name = format!("{prefix}_{}_{nanos}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    Ok(Some((name, url)))
+}
+
+/// Drops a database made by [`fresh_pg_database`].
+pub async fn drop_pg_database(name: &str) -> Result<(), Error> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(PG_ADMIN).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}

@@ -10,7 +10,6 @@ use paotui_gateway::config::SourceConfig;
 use paotui_repository::Outcome;
 use paotui_tests::{TcpProxy, TestApp};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 fn rows(r: &Reply) -> Vec<Value> {
     assert_eq!(
@@ -121,35 +120,12 @@ async fn every_department_answers_through_the_gateway() {
     app.stop().await;
 }
 
-fn required() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 /// A fresh PostgreSQL database holding the demo's property registry (same seed and size as
 /// the test world, so the world's samples are in it).
 async fn property_in_postgres() -> Option<(String, String)> {
-    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
-    let mut c = match sqlx::PgConnection::connect(admin).await {
-        Ok(c) => c,
-        Err(e) if !required() => {
-            eprintln!("skipping: PostgreSQL unreachable: {e}");
-            return None;
-        }
-        Err(e) => panic!("PostgreSQL unreachable under CI: {e}"),
-    };
-    let name = format!("paotui_e2e_{}", std::process::id());
-    let name = format!(
-        "{name}_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut c)
+    let (name, url) = paotui_tests::fresh_pg_database("paotui_e2e")
         .await
-        .unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        .unwrap()?;
     let dir = tempfile::tempdir().unwrap();
     paotui_adapters::demo::generate(&paotui_adapters::demo::Options {
         dir: dir.path().to_owned(),
@@ -268,11 +244,5 @@ sensitivity = "public"
     assert_eq!((o, status), (Outcome::Error, 504));
     app.stop().await;
     drop(proxy);
-    let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
-        .await
-        .unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&mut c)
-        .await
-        .unwrap();
+    paotui_tests::drop_pg_database(&db).await.unwrap();
 }

@@ -965,29 +965,12 @@ fn jwcrypto() -> Option<std::path::PathBuf> {
 /// The vault on the PostgreSQL store backend: issue, reuse, status, verify.
 #[tokio::test]
 async fn the_vault_works_on_a_postgres_store() {
-    use sqlx::Connection;
-    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
-    let mut conn = match sqlx::PgConnection::connect(admin).await {
-        Ok(c) => c,
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: PostgreSQL unreachable: {e}");
-            return;
-        }
-        Err(e) => panic!("PostgreSQL unreachable under CI: {e}"),
-    };
-    let name = format!(
-        "paotui_vault_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
+    let Some((name, url)) = paotui_tests::fresh_pg_database("paotui_vault")
         .await
-        .unwrap();
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        .unwrap()
+    else {
+        return;
+    };
     let app = TestApp::spawn_with(|c| c.database = Some(url.clone()))
         .await
         .unwrap();
@@ -1043,8 +1026,5 @@ async fn the_vault_works_on_a_postgres_store() {
     assert_eq!(store.license_uses(id).await.unwrap().len(), 1);
     store.close().await;
     app.stop().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    paotui_tests::drop_pg_database(&name).await.unwrap();
 }
