@@ -168,10 +168,14 @@ impl IntoResponse for Error {
     fn into_response(mut self) -> Response {
         let (status, slug) = self.status_and_slug();
         let detail = self.public_detail();
-        let members = match &mut self {
+        let mut members = match &mut self {
             Error::Unprocessable { members, .. } => std::mem::take(members),
             _ => serde_json::Map::new(),
         };
+        // Extension members never shadow the standard ones (RFC 9457 §3.1).
+        for reserved in ["type", "title", "status", "detail", "instance"] {
+            members.remove(reserved);
+        }
         if status.is_server_error() {
             // The full cause goes to the operator's log, never to the caller.
             // Redacted: a database's message may quote the offending value.

@@ -64,9 +64,10 @@ pub struct Verdict {
     pub reasons: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
-    /// The vault's current status of the license, when it is in the vault.
+    /// The vault's current status of the license, when it is in the vault. (Not `status`:
+    /// in a 422 problem that member is the HTTP status.)
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub license_status: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document: Option<LicenseDocument>,
 }
@@ -387,7 +388,7 @@ impl Vault {
             document,
             ..
         } = licenses::verify_offline(token, &self.issuer_jwks, today);
-        let mut status = None;
+        let mut license_status = None;
         if let Some(doc) = &document {
             match self.store.license(doc.id.as_str()).await? {
                 None => reasons.push("the license is not in the vault".into()),
@@ -400,7 +401,7 @@ impl Vault {
                     if matches!(view.status.as_str(), "suspended" | "revoked") {
                         reasons.push(format!("the license is {}", view.status));
                     }
-                    status = Some(view.status);
+                    license_status = Some(view.status);
                 }
             }
         }
@@ -408,7 +409,7 @@ impl Vault {
             valid: reasons.is_empty(),
             reasons,
             kid,
-            status,
+            license_status,
             document,
         })
     }

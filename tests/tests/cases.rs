@@ -112,6 +112,11 @@ async fn a_window_case_resolves_materials_and_follows_its_lifecycle() {
     let other = r.json().unwrap();
     assert_eq!(other["materials"][0]["by"], "collect", "{other}");
     assert_eq!(other["materials"][2]["by"], "collect");
+    assert_eq!(other["materials"][3]["name"], "父母结婚证");
+    assert_eq!(
+        other["materials"][3]["by"], "collect",
+        "no marriage certificate in the vault"
+    );
     assert_eq!(other["papers_avoided"], 1);
     assert!(
         other["matters"][0]["deadline"].is_null(),

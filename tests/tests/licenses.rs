@@ -198,7 +198,7 @@ async fn issue_fetch_and_verify_round_trip_over_mtls() {
     );
     let v = r.json().unwrap();
     assert_eq!(v["valid"], true);
-    assert_eq!(v["status"], "valid");
+    assert_eq!(v["license_status"], "valid");
     let e = audit_of(&c.app, &c.jwks, &r).await;
     assert_eq!(e.entry.action, "license.verify");
 
@@ -476,6 +476,17 @@ async fn status_transitions_allowed_refused_and_kept_as_history() {
             .any(|x| x == "the license is revoked"),
         "{p}"
     );
+    // The problem's own members stay standard; the vault's status has its own name.
+    assert_eq!(p["status"], 422);
+    assert_eq!(p["type"], "urn:paotui:problem:unprocessable");
+    assert_eq!(p["license_status"], "revoked");
+    // The raw body has one "status" member, not two.
+    assert_eq!(
+        String::from_utf8_lossy(&r.body)
+            .matches("\"status\"")
+            .count(),
+        1
+    );
     c.app.stop().await;
 }
 
@@ -556,6 +567,19 @@ async fn verify_refuses_forged_altered_and_wrong_key_licenses() {
             .await
             .unwrap();
     problem(&r, StatusCode::BAD_REQUEST);
+
+    // Expired: a genuine, stored, unrevoked license whose term has ended.
+    let mut past = yyzz(&fresh_uscc(42));
+    past["valid_from"] = json!("2015-01-01");
+    past["valid_until"] = json!("2019-12-31");
+    let r = c.sc.post_json("/v1/licenses", &past).await.unwrap();
+    assert_eq!(r.status, StatusCode::CREATED);
+    let expired = r.json().unwrap();
+    assert_eq!(expired["status"], "expired");
+    let r = verify(expired["jws"].as_str().unwrap().to_owned()).await;
+    let why = reasons(&r);
+    assert!(why.contains("expired"), "{why}");
+    assert_eq!(problem(&r, StatusCode::UNPROCESSABLE_ENTITY)["status"], 422);
 
     // The genuine one still verifies.
     let r = verify(token).await;
