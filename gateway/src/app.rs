@@ -46,9 +46,7 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
         .collect::<Result<Vec<_>>>()?;
     let subject_key = SubjectKey::load_or_generate(&cfg.path(&cfg.keys.subject_hmac))?;
     let catalog_path = cfg.path(&cfg.catalog);
-    let text =
-        std::fs::read_to_string(&catalog_path).map_err(|e| Error::io(catalog_path.display(), e))?;
-    let catalog = Catalog::parse(&catalog_path.display().to_string(), &text)?;
+    let catalog = cfg.load_catalog()?;
     let limits = SourceLimits {
         statement_timeout: Duration::from_millis(cfg.limits.statement_timeout_ms),
         max_rows: cfg.limits.max_rows,

@@ -123,6 +123,7 @@ pub async fn view(
     let open = !paotui_repository::FINAL_CASE_STATUSES.contains(&case.status.as_str());
     let mut matter_views = Vec::new();
     let mut materials = Vec::new();
+    let mut found: std::collections::HashMap<String, Resolution> = std::collections::HashMap::new();
     for m in &matters {
         let spec = MatterCode::parse(&m.matter)
             .ok()
@@ -147,14 +148,22 @@ pub async fn view(
         });
         for mat in &spec.materials {
             let mut resolution = match &mat.source {
-                MaterialSource::License(t) => store
-                    .licenses_of_holder(&case.applicant_hmac, Some(t.as_str()), 50)
-                    .await?
-                    .into_iter()
-                    .find(|l| usable(l, today))
-                    .map_or(Resolution::Collect, |l| Resolution::License {
-                        license_id: l.id,
-                    }),
+                // One lookup per type, however many matters list it.
+                MaterialSource::License(t) => match found.get(t.as_str()) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = store
+                            .licenses_of_holder(&case.applicant_hmac, Some(t.as_str()), 50)
+                            .await?
+                            .into_iter()
+                            .find(|l| usable(l, today))
+                            .map_or(Resolution::Collect, |l| Resolution::License {
+                                license_id: l.id,
+                            });
+                        found.insert(t.to_string(), r.clone());
+                        r
+                    }
+                },
                 MaterialSource::Service(s) => Resolution::Data {
                     service: s.to_string(),
                 },

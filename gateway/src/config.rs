@@ -308,6 +308,16 @@ impl Config {
         }
     }
 
+    /// Reads and validates the catalog file this config names; errors name its path and line.
+    pub fn load_catalog(&self) -> Result<paotui_policies::catalog::Catalog> {
+        let path = self.path(&self.catalog);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
+        Ok(paotui_policies::catalog::Catalog::parse(
+            &path.display().to_string(),
+            &text,
+        )?)
+    }
+
     /// The store URL in force (environment, file, or the default SQLite file).
     pub fn database_url(&self) -> String {
         if let Ok(url) = std::env::var("PAOTUI_DATABASE")

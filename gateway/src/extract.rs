@@ -16,17 +16,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        if !mime.eq_ignore_ascii_case("application/json") {
-            return Err(Error::UnsupportedMediaType(
-                "request body must be application/json".into(),
-            ));
-        }
+        require_media_type(
+            req.headers(),
+            &["application/json"],
+            "request body must be application/json",
+        )?;
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::PayloadTooLarge("request body is larger than the configured limit".into())
@@ -37,6 +31,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
             Error::BadRequest(format!("invalid JSON body: {}", redact(&e.to_string())))
         })
+    }
+}
+
+/// Refuses a body whose `Content-Type` (parameters aside) is none of `allowed` with 415.
+pub fn require_media_type(
+    headers: &axum::http::HeaderMap,
+    allowed: &[&str],
+    refusal: &str,
+) -> Result<(), Error> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if allowed.iter().any(|a| mime.eq_ignore_ascii_case(a)) {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(refusal.to_owned()))
     }
 }
 

@@ -10,7 +10,6 @@ use chrono::NaiveDate;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use paotui_certs::{DeptCode, GatewayKey, Jwks, SubjectKey};
-use paotui_policies::catalog::Catalog;
 use paotui_policies::licenses;
 use paotui_repository::{AuditLog, Store};
 
@@ -182,9 +181,7 @@ pub async fn import(
 ) -> Result<Summary> {
     let cfg = Config::load(config)?;
     let catalog_path = cfg.path(&cfg.catalog);
-    let text =
-        std::fs::read_to_string(&catalog_path).map_err(|e| Error::io(catalog_path.display(), e))?;
-    let catalog = Catalog::parse(&catalog_path.display().to_string(), &text)?;
+    let catalog = cfg.load_catalog()?;
     if !catalog.issuers().contains(&dept) {
         return Err(Error::Config(format!(
             "department {dept} issues no license type in {}",

@@ -212,9 +212,9 @@ pub async fn import_row(
     actor: &Actor,
     row: Row,
 ) -> Result<RowOutcome> {
-    let t = chrono::Utc::now();
+    let (today, at_us) = crate::vault::now();
     let mut entry = NewAuditEntry {
-        at_us: t.timestamp_micros(),
+        at_us,
         request_id: format!("{}#{}", actor.request_id, row.line),
         caller_dept: Some(actor.dept.to_string()),
         caller_system: Some(actor.system.clone()),
@@ -240,9 +240,7 @@ pub async fn import_row(
                     entry.subject_hmac = Some(vault.holder_hmac(&h));
                 }
             }
-            vault
-                .issue(actor, &req, Source::Import, t.date_naive(), entry.at_us)
-                .await
+            vault.issue(actor, &req, Source::Import, today, at_us).await
         }
     };
     let outcome = match result {

@@ -285,17 +285,19 @@ impl Vault {
         })
     }
 
+    /// One license's stored row (status, holder HMAC, issuer), without opening its
+    /// document.
+    pub async fn row(&self, id: &str) -> Result<StoredLicense> {
+        let id = LicenseId::parse(id).map_err(|_| Error::NotFound("no such license".into()))?;
+        self.store
+            .license(id.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound("no such license".into()))
+    }
+
     /// One license by id, with its row (for the holder's HMAC).
     pub async fn get(&self, id: &str, today: NaiveDate) -> Result<(StoredLicense, LicenseView)> {
-        let row = LicenseId::parse(id)
-            .ok()
-            .map(|id| id.to_string())
-            .ok_or_else(|| Error::NotFound("no such license".into()));
-        let row = self
-            .store
-            .license(&row?)
-            .await?
-            .ok_or_else(|| Error::NotFound("no such license".into()))?;
+        let row = self.row(id).await?;
         let view = self.view(&row, today)?;
         Ok((row, view))
     }
@@ -413,6 +415,13 @@ impl Vault {
             document,
         })
     }
+}
+
+/// Today (UTC) and now in unix microseconds: the day dates are checked against and the
+/// time events are stamped with, read once per request.
+pub fn now() -> (NaiveDate, i64) {
+    let t = chrono::Utc::now();
+    (t.date_naive(), t.timestamp_micros())
 }
 
 /// A holder or applicant as given at the API: an ID number (`person`) or a unified social

@@ -25,6 +25,7 @@ use crate::audit::{AuditScope, Identity, OPERATOR};
 use crate::cases::{self, CaseView};
 use crate::extract::ApiJson;
 use crate::state::AppState;
+use crate::vault::now;
 use crate::{Error, Result};
 
 pub fn router() -> Router<AppState> {
@@ -38,11 +39,6 @@ pub fn router() -> Router<AppState> {
 
 /// Most matters one case may bundle (一表式 / 并联审批).
 pub const MAX_MATTERS_PER_CASE: usize = 10;
-
-fn now() -> (chrono::NaiveDate, i64) {
-    let t = chrono::Utc::now();
-    (t.date_naive(), t.timestamp_micros())
-}
 
 fn operator(headers: &axum::http::HeaderMap) -> Option<String> {
     // The audit layer has already refused a malformed operator.

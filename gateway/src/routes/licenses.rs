@@ -26,11 +26,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::audit::{AuditScope, Identity, OPERATOR, REQUEST_ID};
-use crate::extract::{ApiJson, query_params};
+use crate::extract::{ApiJson, query_params, require_media_type};
 use crate::license_import::{self, MAX_ROW_BYTES, Row, RowOutcome, Summary};
 use crate::routes::services::parse_case_id;
 use crate::state::AppState;
-use crate::vault::{Actor, Issued, LicenseView, Source};
+use crate::vault::{Actor, Issued, LicenseView, Source, now};
 use crate::{Error, Result};
 
 pub fn router() -> Router<AppState> {
@@ -42,11 +42,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/licenses/{id}/status", post(status))
         .route("/v1/licenses/{id}/events", get(events))
         .route("/v1/holders/{holder}/licenses", get(of_holder))
-}
-
-fn now() -> (chrono::NaiveDate, i64) {
-    let t = chrono::Utc::now();
-    (t.date_naive(), t.timestamp_micros())
 }
 
 fn actor(id: &Identity, headers: &axum::http::HeaderMap) -> Actor {
@@ -298,8 +293,8 @@ async fn status(
     body: std::result::Result<ApiJson<StatusBody>, Error>,
 ) -> Result<Json<Value>> {
     scope.update(|c| c.action = Some("license.status".into()));
-    let (today, at) = now();
-    let (row, _) = app.vault.get(&license, today).await?;
+    let (_, at) = now();
+    let row = app.vault.row(&license).await?;
     scope.update(|c| {
         c.service = Some(format!("license:{}", row.type_code));
         c.subject_hmac = Some(row.holder_hmac.clone());
@@ -337,8 +332,7 @@ async fn events(
     Path(license): Path<String>,
 ) -> Result<Json<Value>> {
     scope.update(|c| c.action = Some("license.history".into()));
-    let (today, _) = now();
-    let (row, _) = app.vault.get(&license, today).await?;
+    let row = app.vault.row(&license).await?;
     scope.update(|c| {
         c.service = Some(format!("license:{}", row.type_code));
         c.subject_hmac = Some(row.holder_hmac.clone());
@@ -423,18 +417,11 @@ async fn import(
 ) -> Result<Json<Value>> {
     use futures_util::StreamExt;
     scope.update(|c| c.action = Some("license.import".into()));
-    let ct = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("application/x-ndjson")
-        && !mime.eq_ignore_ascii_case("application/jsonl")
-    {
-        return Err(Error::UnsupportedMediaType(
-            "an import body is JSON lines: application/x-ndjson".into(),
-        ));
-    }
+    require_media_type(
+        &headers,
+        &["application/x-ndjson", "application/jsonl"],
+        "an import body is JSON lines: application/x-ndjson",
+    )?;
     if !app.vault.issues_any(&id.0.dept) {
         scope.update(|c| c.denied = true);
         return Err(Error::Forbidden(format!(
