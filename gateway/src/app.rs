@@ -123,6 +123,12 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
             )));
         }
     }
+    if cfg.policy.purpose_binding == crate::config::PurposeBinding::Off {
+        tracing::warn!(
+            "[policy] purpose_binding = \"off\": data queries are not bound to cases; \
+             leave it \"required\" in production"
+        );
+    }
     let vault = open_vault(cfg, store.clone(), &catalog, subject_key.clone())?;
     let mut jwks = Jwks {
         keys: vec![key.jwk().clone()],
@@ -141,6 +147,7 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
         limits: cfg.limits,
         vault,
         calendar: cfg.calendar()?,
+        purpose_binding: cfg.policy.purpose_binding,
     })))
 }
 

@@ -7,6 +7,7 @@ use paotui_policies::calendar::Calendar;
 use paotui_policies::catalog::Catalog;
 use paotui_policies::licenses::{self, Status};
 use paotui_policies::matters::{MaterialSource, MatterCode, MatterKind};
+use paotui_policies::purpose;
 use paotui_repository::{CaseEvent, CaseMatter, Evaluation, Store, StoredCase};
 use serde::Serialize;
 
@@ -164,8 +165,16 @@ pub async fn view(
                         r
                     }
                 },
-                MaterialSource::Service(s) => Resolution::Data {
-                    service: s.to_string(),
+                // Data stands in only when the service is keyed by the applicant's kind
+                // of identifier: a person-keyed register cannot vouch for an enterprise
+                // (purpose binding would refuse the query anyway).
+                MaterialSource::Service(s) => match catalog.services.get(s) {
+                    Some(svc) if crate::vault::kind_name(svc.subject) == case.applicant_kind => {
+                        Resolution::Data {
+                            service: s.to_string(),
+                        }
+                    }
+                    _ => Resolution::Collect,
                 },
                 MaterialSource::Paper => Resolution::Collect,
             };
@@ -234,6 +243,51 @@ fn usable(l: &paotui_repository::StoredLicense, today: NaiveDate) -> bool {
     };
     let until = l.valid_until.as_deref().and_then(|u| date(u).ok());
     licenses::effective_status(status, from, until, today) == "valid"
+}
+
+/// Purpose binding at the edge: loads case `case_id` and decides the request with
+/// [`purpose::bind`], recording the case (and the matter, when one is named) in the audit
+/// entry. Every refusal marks the entry denied and answers 403 with the reason.
+pub async fn bind<'a>(
+    app: &'a crate::state::AppState,
+    scope: &crate::audit::AuditScope,
+    caller: &paotui_certs::DeptCode,
+    case_id: &str,
+    matter: Option<&MatterCode>,
+    subject_hmac: &str,
+    want: purpose::Want<'_>,
+) -> Result<Vec<&'a paotui_policies::matters::Matter>> {
+    scope.update(|c| {
+        c.case_id = Some(case_id.to_owned());
+        c.matter = matter.map(ToString::to_string);
+    });
+    let deny = |why: String| {
+        scope.update(|c| c.denied = true);
+        Error::Forbidden(why)
+    };
+    let Some((case, matters)) = app.store.case(case_id).await? else {
+        return Err(deny(format!("there is no case {case_id}")));
+    };
+    let facts = purpose::CaseFacts {
+        id: &case.id,
+        status: &case.status,
+        applicant_hmac: &case.applicant_hmac,
+        site_dept: &case.site_dept,
+        matters: matters
+            .iter()
+            .map(|m| purpose::CaseMatterFacts {
+                matter: &m.matter,
+                owner: &m.owner,
+            })
+            .collect(),
+    };
+    let req = purpose::Request {
+        caller_dept: caller,
+        subject_hmac,
+        matter,
+        want,
+    };
+    purpose::bind(&app.catalog, &facts, &req).map_err(deny)
 }
 
 #[cfg(test)]

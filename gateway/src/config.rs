@@ -37,6 +37,9 @@ pub struct Config {
     /// Public holidays and make-up workdays (调休) for working-day deadlines.
     #[serde(default)]
     pub calendar: paotui_policies::calendar::CalendarConfig,
+    /// How reads are bound to cases (`[policy]`).
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// Directory the relative paths above are resolved against (the config file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -122,6 +125,27 @@ impl Default for Limits {
             crl_poll_ms: 2_000,
         }
     }
+}
+
+/// Access policy settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Whether a data query must name an open case (purpose binding, 目的绑定).
+    pub purpose_binding: PurposeBinding,
+}
+
+/// `required` (the default): a data query needs an open case of its subject, with a matter
+/// listing the service, handled by the caller's department. `off`: queries are decided by
+/// the catalog's consumer lists alone — for measuring what binding costs, or for a
+/// migration period before the windows send cases; the gateway warns at start-up.
+/// License fetches are bound to cases either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PurposeBinding {
+    #[default]
+    Required,
+    Off,
 }
 
 /// The tamper-evident audit log.

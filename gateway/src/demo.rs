@@ -53,7 +53,7 @@ pub const SYSTEMS: [(&str, &str, &str); 5] = [
     (
         "SC",
         "dengji",
-        "business registration system: not a consumer of population data",
+        "business registration system: handles 市场监管 matters, queries applicants' data for them",
     ),
     (
         "JC",
@@ -63,7 +63,7 @@ pub const SYSTEMS: [(&str, &str, &str); 5] = [
     (
         "ZW",
         "chuangkou",
-        "一门办理 window system: fetches applicants' prior licenses for a case",
+        "一门办理 window system: accepts cases for every department, fetches prior licenses",
     ),
 ];
 
@@ -288,6 +288,17 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         say("  (--postgres/--mysql apply when a world is built; remove the directory to rebuild)");
     }
     let world = World::open_or_build_with(&opts.dir, opts.people, &opts.placement).await?;
+    // The walk-through follows this build's catalog (its matters, services, consumers);
+    // a world built by another version would fail half-way, so say so up front.
+    let catalog = opts.dir.join("catalog.toml");
+    if !fresh && std::fs::read_to_string(&catalog).ok().as_deref() != Some(CATALOG) {
+        return Err(Error::Config(format!(
+            "{} differs from this version's demo catalog (an older world, or edited): \
+             remove {} to rebuild the demo world",
+            catalog.display(),
+            opts.dir.display()
+        )));
+    }
     let mut cfg = Config::load(&world.config_path())?;
     cfg.listen = match opts.listen {
         Some(a) => a,
@@ -304,14 +315,25 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         server.shutdown().await;
         return Err(e);
     }
-    let (cert, key) = world.system("RS", "shebao");
-    let subject = world.subjects.first().cloned().unwrap_or_default();
+    let (zw_cert, zw_key) = world.system("ZW", "chuangkou");
+    let (cert, key) = world.system("SC", "dengji");
+    let subject = world.samples.property.first().cloned().unwrap_or_default();
+    let ca = world.ca_cert();
+    let port = addr.port();
     say(format!(
-        "\nTry it yourself (as the social insurance system of RS):\n\n  curl --cacert {} --cert {} --key {} \\\n    -H 'content-type: application/json' -H 'paotui-operator: clerk-001' \\\n    -d '{{\"subject\":\"{subject}\",\"fields\":[\"name\",\"gender\",\"address\"]}}' \\\n    https://localhost:{}/v1/services/{SERVICE}/query\n",
-        world.ca_cert().display(),
-        cert.display(),
-        key.display(),
-        addr.port()
+        "\nTry it yourself: open a case as the window (ZW), then query for it as the handling \
+         department (SC):\n\n  curl --cacert {ca} --cert {zw} --key {zwk} \\\n    \
+         -H 'content-type: application/json' -H 'paotui-operator: clerk-001' \\\n    \
+         -d '{{\"applicant\":\"{subject}\",\"matters\":[\"SC-GTGSH-SL\"]}}' \\\n    \
+         https://localhost:{port}/v1/cases\n\n  curl --cacert {ca} --cert {sc} --key {sck} \\\n    \
+         -H 'content-type: application/json' \\\n    \
+         -d '{{\"subject\":\"{subject}\",\"case_id\":\"<id from the first answer>\",\"fields\":[\"name\",\"gender\",\"address\"]}}' \\\n    \
+         https://localhost:{port}/v1/services/{SERVICE}/query\n",
+        ca = ca.display(),
+        zw = zw_cert.display(),
+        zwk = zw_key.display(),
+        sc = cert.display(),
+        sck = key.display(),
     ));
     if opts.exit {
         server.shutdown().await;
@@ -334,170 +356,19 @@ fn check(step: &str, got: StatusCode, want: StatusCode) -> Result<()> {
     }
 }
 
-/// The scripted conversation: keys, a permitted query, a denied one, a bad request.
-pub async fn walkthrough(world: &World, addr: SocketAddr) -> Result<()> {
-    let rs = world.client("RS", "shebao", addr)?;
-    let sc = world.client("SC", "dengji", addr)?;
-    let jwks = rs.keys().await?;
-    let kid = jwks.keys.first().map(|k| k.kid.clone()).unwrap_or_default();
-    say(format!("1. GET /v1/keys → gateway key {kid} (Ed25519)"));
+/// Numbers the walk-through's steps as they are printed.
+#[derive(Default)]
+struct Steps(u32);
 
-    let subject = world
-        .subjects
-        .first()
-        .ok_or_else(|| Error::Client("demo world has no sample subject".into()))?;
-    let path = format!("/v1/services/{SERVICE}/query");
-    let body = json!({"subject": subject, "fields": ["id_number", "name", "gender", "birth_date", "household_type", "address"]});
-
-    let r = rs.post_json(&path, &body).await?;
-    check("permitted query", r.status, StatusCode::OK)?;
-    let (v, idx) = r.verify(&jwks)?;
-    let first = (
-        idx,
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, &r.body)),
-    );
-    say(format!(
-        "2. RS/shebao queries {SERVICE} → {} · signature verified (key {}) · audit index {idx}",
-        r.status, v.keyid
-    ));
-    let answer = r.json()?;
-    if let Some(rows) = answer.get("rows").and_then(|r| r.as_array()) {
-        for row in rows {
-            say(format!("     {row}"));
-        }
+impl Steps {
+    fn next(&mut self) -> u32 {
+        self.0 += 1;
+        self.0
     }
-    say(format!(
-        "     masked for RS: {}",
-        answer["fields"]
-            .as_array()
-            .map(|f| f
-                .iter()
-                .filter(|x| x["masked"] == json!(true))
-                .filter_map(|x| x["name"].as_str())
-                .collect::<Vec<_>>()
-                .join(", "))
-            .unwrap_or_default()
-    ));
-
-    let r = sc.post_json(&path, &body).await?;
-    check("denied query", r.status, StatusCode::FORBIDDEN)?;
-    let (_, idx) = r.verify(&jwks)?;
-    say(format!(
-        "3. SC/dengji asks the same → {} · {} · signature verified · audit index {idx}",
-        r.status,
-        r.json()?["detail"].as_str().unwrap_or("")
-    ));
-
-    let mut bad = subject.clone().into_bytes();
-    if let Some(last) = bad.last_mut() {
-        *last = if *last == b'1' { b'2' } else { b'1' };
-    }
-    let bad = String::from_utf8_lossy(&bad).into_owned();
-    let r = rs.post_json(&path, &json!({"subject": bad})).await?;
-    check("bad request", r.status, StatusCode::BAD_REQUEST)?;
-    let (_, idx) = r.verify(&jwks)?;
-    say(format!(
-        "4. RS/shebao sends a mistyped ID number → {} · {} · signature verified · audit index {idx}",
-        r.status,
-        r.json()?["detail"].as_str().unwrap_or("")
-    ));
-
-    // The other three departments, each from its own kind of source.
-    let mz = world.client("MZ", "dibao", addr)?;
-    // (client, who, service, sample subjects, fields)
-    type Step<'a> = (
-        &'a MtlsClient,
-        &'a str,
-        &'a str,
-        &'a [String],
-        &'a [&'a str],
-    );
-    let steps: [Step<'_>; 3] = [
-        (
-            &mz,
-            "MZ/dibao",
-            "property.by_owner",
-            &world.samples.property,
-            &["owner_name", "usage", "area", "mortgaged", "encumbrance"],
-        ),
-        (
-            &rs,
-            "RS/shebao",
-            "business.entity",
-            &world.samples.business,
-            &[
-                "uscc",
-                "name",
-                "legal_rep_id",
-                "status",
-                "registered_capital",
-            ],
-        ),
-        (
-            &mz,
-            "MZ/dibao",
-            "social.insurance",
-            &world.samples.social,
-            &["name", "insurance_type", "status", "months"],
-        ),
-    ];
-    for (n, (client, who, service, subjects, fields)) in steps.into_iter().enumerate() {
-        let subject = subjects
-            .first()
-            .ok_or_else(|| Error::Client(format!("demo world has no sample for {service}")))?;
-        let r = client
-            .post_json(
-                &format!("/v1/services/{service}/query"),
-                &json!({"subject": subject, "fields": fields}),
-            )
-            .await?;
-        check(service, r.status, StatusCode::OK)?;
-        let (_, idx) = r.verify(&jwks)?;
-        let answer = r.json()?;
-        let rows = answer["rows"].as_array().cloned().unwrap_or_default();
-        say(format!(
-            "{}. {who} queries {service} → {} · {} row(s) · signature verified · audit index {idx}",
-            n + 5,
-            r.status,
-            rows.len()
-        ));
-        if let Some(row) = rows.first() {
-            say(format!("     {row}"));
-        }
-    }
-    audit_step(world, addr, &jwks, first).await?;
-    license_steps(world, addr, &jwks).await
 }
 
-/// Steps 9-12: the license vault — a license issued, reused at a window, verified, suspended.
-async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwks) -> Result<()> {
-    if !world.system("ZW", "chuangkou").0.exists() {
-        say("9. (this world predates the license vault; remove it to see the license steps)");
-        return Ok(());
-    }
-    let sc = world.client("SC", "dengji", addr)?;
-    let zw = world.client("ZW", "chuangkou", addr)?;
-    let business = world
-        .samples
-        .business
-        .first()
-        .ok_or_else(|| Error::Client("demo world has no sample business".into()))?;
-
-    // The window accepts a food-business permit case for the business (handled by SC).
-    let r = zw
-        .post_json(
-            "/v1/cases",
-            &json!({"applicant": business, "matters": ["SC-SPJY-XK"], "note": "一门办理窗口受理"}),
-        )
-        .await?;
-    check("open case", r.status, StatusCode::CREATED)?;
-    r.verify(jwks)?;
-    let case = r.json()?;
-    let case_id = case["id"].as_str().unwrap_or("").to_owned();
-    say(format!(
-        "9. ZW/chuangkou accepts case {case_id} for 食品经营许可 (handled by SC, due {}) · materials:",
-        case["matters"][0]["deadline"].as_str().unwrap_or("-")
-    ));
+/// The materials resolution of a case answer, one line each.
+fn say_materials(case: &serde_json::Value) {
     for m in case["materials"].as_array().cloned().unwrap_or_default() {
         let how = match m["by"].as_str().unwrap_or("") {
             "license" => format!(
@@ -514,6 +385,219 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
         "     {} paper copies avoided",
         case["papers_avoided"].as_u64().unwrap_or(0)
     ));
+}
+
+/// A window opens a case; answers its id and the case as JSON.
+async fn open_case(
+    client: &MtlsClient,
+    jwks: &paotui_certs::Jwks,
+    applicant: &str,
+    matter: &str,
+) -> Result<(String, serde_json::Value)> {
+    let r = client
+        .post_json(
+            "/v1/cases",
+            &json!({"applicant": applicant, "matters": [matter], "note": "一门办理窗口受理"}),
+        )
+        .await?;
+    check("open case", r.status, StatusCode::CREATED)?;
+    r.verify(jwks)?;
+    let case = r.json()?;
+    let id = case["id"].as_str().unwrap_or("").to_owned();
+    Ok((id, case))
+}
+
+/// The scripted conversation: a window opens a case for another department, which queries
+/// the applicant's data for it; what falls outside the case is refused; then the other
+/// departments' sources, the audit log and the license vault.
+pub async fn walkthrough(world: &World, addr: SocketAddr) -> Result<()> {
+    let rs = world.client("RS", "shebao", addr)?;
+    let sc = world.client("SC", "dengji", addr)?;
+    let zw = world.client("ZW", "chuangkou", addr)?;
+    let mut st = Steps::default();
+    let jwks = rs.keys().await?;
+    let kid = jwks.keys.first().map(|k| k.kid.clone()).unwrap_or_default();
+    say(format!(
+        "{}. GET /v1/keys → gateway key {kid} (Ed25519)",
+        st.next()
+    ));
+
+    // A resident who owns property registers a sole proprietorship (个体工商户) at the
+    // government-services window; 市场监管 (SC) handles the matter.
+    let applicant = world
+        .samples
+        .property
+        .first()
+        .ok_or_else(|| Error::Client("demo world has no sample property owner".into()))?;
+    let stranger = world
+        .subjects
+        .iter()
+        .find(|s| *s != applicant)
+        .ok_or_else(|| Error::Client("demo world has one person only".into()))?;
+    let (case_id, case) = open_case(&zw, &jwks, applicant, "SC-GTGSH-SL").await?;
+    say(format!(
+        "{}. ZW/chuangkou accepts case {case_id} for 个体工商户设立登记 on behalf of SC (即办件) · materials:",
+        st.next()
+    ));
+    say_materials(&case);
+
+    let path = format!("/v1/services/{SERVICE}/query");
+    let body = json!({"subject": applicant, "case_id": case_id, "fields": ["id_number", "name", "gender", "birth_date", "household_type", "address"]});
+    let r = sc.post_json(&path, &body).await?;
+    check("permitted query", r.status, StatusCode::OK)?;
+    let (v, idx) = r.verify(&jwks)?;
+    let first = (
+        idx,
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &r.body)),
+    );
+    say(format!(
+        "{}. SC/dengji queries {SERVICE} for the case → {} · signature verified (key {}) · audit index {idx}",
+        st.next(),
+        r.status,
+        v.keyid
+    ));
+    let answer = r.json()?;
+    if let Some(rows) = answer.get("rows").and_then(|r| r.as_array()) {
+        for row in rows {
+            say(format!("     {row}"));
+        }
+    }
+    say(format!(
+        "     masked for SC: {}",
+        answer["fields"]
+            .as_array()
+            .map(|f| f
+                .iter()
+                .filter(|x| x["masked"] == json!(true))
+                .filter_map(|x| x["name"].as_str())
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
+    ));
+    let r = sc
+        .post_json(
+            "/v1/services/property.by_owner/query",
+            &json!({"subject": applicant, "case_id": case_id, "fields": ["usage", "area", "mortgaged", "encumbrance"]}),
+        )
+        .await?;
+    check("property for the case", r.status, StatusCode::OK)?;
+    let (_, idx) = r.verify(&jwks)?;
+    let rows = r.json()?["rows"].as_array().cloned().unwrap_or_default();
+    say(format!(
+        "{}. SC/dengji queries property.by_owner for the case → {} · {} row(s) · signature verified · audit index {idx}",
+        st.next(),
+        r.status,
+        rows.len()
+    ));
+
+    // Outside the case: another person, another department, a mistyped ID.
+    for (who, client, subject) in [("SC/dengji", &sc, stranger), ("RS/shebao", &rs, applicant)] {
+        let r = client
+            .post_json(&path, &json!({"subject": subject, "case_id": case_id}))
+            .await?;
+        check("denied query", r.status, StatusCode::FORBIDDEN)?;
+        let (_, idx) = r.verify(&jwks)?;
+        let about = if subject == applicant {
+            "the applicant"
+        } else {
+            "an unrelated person"
+        };
+        say(format!(
+            "{}. {who} asks about {about} under the same case → {} · {} · signature verified · audit index {idx}",
+            st.next(),
+            r.status,
+            r.json()?["detail"].as_str().unwrap_or("")
+        ));
+    }
+    let mut bad = applicant.clone().into_bytes();
+    if let Some(last) = bad.last_mut() {
+        *last = if *last == b'1' { b'2' } else { b'1' };
+    }
+    let bad = String::from_utf8_lossy(&bad).into_owned();
+    let r = sc
+        .post_json(&path, &json!({"subject": bad, "case_id": case_id}))
+        .await?;
+    check("bad request", r.status, StatusCode::BAD_REQUEST)?;
+    let (_, idx) = r.verify(&jwks)?;
+    say(format!(
+        "{}. SC/dengji sends a mistyped ID number → {} · {} · signature verified · audit index {idx}",
+        st.next(),
+        r.status,
+        r.json()?["detail"].as_str().unwrap_or("")
+    ));
+
+    // 民政 accepts a 低保 application at its own window and reads the 人社 Parquet export.
+    let mz = world.client("MZ", "dibao", addr)?;
+    let insured = world
+        .samples
+        .social
+        .first()
+        .ok_or_else(|| Error::Client("demo world has no sample for social.insurance".into()))?;
+    let (dibao, _) = open_case(&mz, &jwks, insured, "MZ-DB-SQ").await?;
+    let r = mz
+        .post_json(
+            "/v1/services/social.insurance/query",
+            &json!({"subject": insured, "case_id": dibao, "fields": ["name", "insurance_type", "status", "months"]}),
+        )
+        .await?;
+    check("social.insurance", r.status, StatusCode::OK)?;
+    let (_, idx) = r.verify(&jwks)?;
+    let rows = r.json()?["rows"].as_array().cloned().unwrap_or_default();
+    say(format!(
+        "{}. MZ/dibao accepts a 最低生活保障 case and queries social.insurance for the case → {} · {} row(s) · signature verified · audit index {idx}",
+        st.next(),
+        r.status,
+        rows.len()
+    ));
+    if let Some(row) = rows.first() {
+        say(format!("     {row}"));
+    }
+
+    audit_step(world, addr, &jwks, first, &mut st).await?;
+    license_steps(world, addr, &jwks, &mut st).await?;
+
+    // SC decides the sole-proprietorship case at once (即办); access for it ends with it.
+    let events = format!("/v1/cases/{case_id}/events");
+    for event in ["approved", "completed"] {
+        let r = sc.post_json(&events, &json!({"event": event})).await?;
+        check(event, r.status, StatusCode::OK)?;
+    }
+    let r = sc.post_json(&path, &body).await?;
+    check("query after completion", r.status, StatusCode::FORBIDDEN)?;
+    let (_, idx) = r.verify(&jwks)?;
+    say(format!(
+        "{}. SC/dengji approves and completes case {case_id}; the same query again → {} · {} · signature verified · audit index {idx}",
+        st.next(),
+        r.status,
+        r.json()?["detail"].as_str().unwrap_or("")
+    ));
+    Ok(())
+}
+
+/// The license vault: a licence reused at a window for a case, a permit issued, verified,
+/// suspended; the case completed and rated.
+async fn license_steps(
+    world: &World,
+    addr: SocketAddr,
+    jwks: &paotui_certs::Jwks,
+    st: &mut Steps,
+) -> Result<()> {
+    let sc = world.client("SC", "dengji", addr)?;
+    let zw = world.client("ZW", "chuangkou", addr)?;
+    let business = world
+        .samples
+        .business
+        .first()
+        .ok_or_else(|| Error::Client("demo world has no sample business".into()))?;
+
+    // The window accepts a food-business permit case for the business (handled by SC).
+    let (case_id, case) = open_case(&zw, jwks, business, "SC-SPJY-XK").await?;
+    say(format!(
+        "{}. ZW/chuangkou accepts case {case_id} for 食品经营许可 (handled by SC, due {}) · materials:",
+        st.next(),
+        case["matters"][0]["deadline"].as_str().unwrap_or("-")
+    ));
+    say_materials(&case);
 
     // For that case, the window fetches the applicant's licence from the vault.
     let r = zw
@@ -533,7 +617,8 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
     let today = chrono::Utc::now().date_naive();
     let offline = paotui_policies::licenses::verify_offline(token, jwks, today);
     say(format!(
-        "10. ZW/chuangkou fetches the applicant's 营业执照 from the vault for the case → {} · {} {} · status {} · audit index {idx}",
+        "{}. ZW/chuangkou fetches the applicant's 营业执照 from the vault for the case → {} · {} {} · status {} · audit index {idx}",
+        st.next(),
         r.status,
         licence["id"].as_str().unwrap_or(""),
         licence["document"]["holder"]["name"].as_str().unwrap_or(""),
@@ -543,6 +628,26 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
         "     its JWS verifies offline with the issuer key from /v1/keys alone: {} (no paper copy needed)",
         if offline.valid { "valid" } else { "NOT valid" }
     ));
+
+    // The handling department checks the business is in operation, from its own register.
+    let r = sc
+        .post_json(
+            "/v1/services/business.entity/query",
+            &json!({"subject": business, "case_id": case_id, "fields": ["uscc", "name", "status", "registered_capital"]}),
+        )
+        .await?;
+    check("business.entity", r.status, StatusCode::OK)?;
+    let (_, idx) = r.verify(jwks)?;
+    let rows = r.json()?["rows"].as_array().cloned().unwrap_or_default();
+    say(format!(
+        "{}. SC/dengji queries business.entity for the case → {} · {} row(s) · signature verified · audit index {idx}",
+        st.next(),
+        r.status,
+        rows.len()
+    ));
+    if let Some(row) = rows.first() {
+        say(format!("     {row}"));
+    }
 
     // The handling department approves the case and issues the permit through the API.
     let events = format!("/v1/cases/{case_id}/events");
@@ -560,7 +665,8 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
     let issued = r.json()?;
     let id = issued["id"].as_str().unwrap_or("").to_owned();
     say(format!(
-        "11. SC/dengji approves the case and issues the 食品经营许可证 → {} · {id} valid until {} · signed by SC's key",
+        "{}. SC/dengji approves the case and issues the 食品经营许可证 → {} · {id} valid until {} · signed by SC's key",
+        st.next(),
         r.status,
         issued["document"]["valid_until"]
             .as_str()
@@ -573,7 +679,8 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
     check("verify license", r.status, StatusCode::OK)?;
     r.verify(jwks)?;
     say(format!(
-        "12. ZW/chuangkou verifies it with the vault → {} · valid",
+        "{}. ZW/chuangkou verifies it with the vault → {} · valid",
+        st.next(),
         r.status
     ));
     let r = sc
@@ -591,7 +698,8 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
     )?;
     r.verify(jwks)?;
     say(format!(
-        "13. SC/dengji suspends it; verifying again → {} · {}",
+        "{}. SC/dengji suspends it; verifying again → {} · {}",
+        st.next(),
         r.status,
         r.json()?["detail"].as_str().unwrap_or("")
     ));
@@ -617,25 +725,23 @@ async fn license_steps(world: &World, addr: SocketAddr, jwks: &paotui_certs::Jwk
         .map(|a| a.iter().filter_map(|e| e["event"].as_str()).collect())
         .unwrap_or_default();
     say(format!(
-        "14. SC/dengji completes the case ({}) · the applicant rates it {}/5 at the window",
+        "{}. SC/dengji completes the case ({}) · the applicant rates it {}/5 at the window",
+        st.next(),
         trail.join(" → "),
         done["evaluation"]["score"]
     ));
     Ok(())
 }
 
-/// Step 8: the supervisor (电子监察) proves the first answer's entry is in the log.
+/// The supervisor (电子监察) proves the first answer's entry is in the log.
 async fn audit_step(
     world: &World,
     addr: SocketAddr,
     jwks: &paotui_certs::Jwks,
     (index, body_sha256): (u64, String),
+    st: &mut Steps,
 ) -> Result<()> {
     use paotui_certs::tlog::{self, Checkpoint, NoteVerifier};
-    if !world.system("JC", "jiancha").0.exists() {
-        say("8. (this world predates the audit supervisor; remove it to see the audit step)");
-        return Ok(());
-    }
     let jc = world.client("JC", "jiancha", addr)?;
     let origin = Config::load(&world.config_path())?.audit.origin;
     let key = jwks
@@ -689,8 +795,9 @@ async fn audit_step(
         &cp.root,
     )?;
     say(format!(
-        "8. JC/jiancha reads the signed checkpoint ({} entries, origin {}) · entry {index} holds \
-         the hash of answer 2 · its {}-hash inclusion proof verifies against the checkpoint",
+        "{}. JC/jiancha reads the signed checkpoint ({} entries, origin {}) · entry {index} holds \
+         the hash of SC's first answer · its {}-hash inclusion proof verifies against the checkpoint",
+        st.next(),
         cp.size,
         cp.origin,
         hashes.len()

@@ -31,6 +31,8 @@ pub struct Inner {
     pub vault: Vault,
     /// Working days for case deadlines (`[calendar]`).
     pub calendar: paotui_policies::calendar::Calendar,
+    /// Whether data queries must name an open case (`[policy] purpose_binding`).
+    pub purpose_binding: crate::config::PurposeBinding,
 }
 
 impl std::ops::Deref for AppState {

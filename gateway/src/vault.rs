@@ -439,7 +439,12 @@ pub fn canonical_holder(s: &str) -> Result<(String, &'static str)> {
 }
 
 fn holder_kind(doc: &LicenseDocument) -> &'static str {
-    match doc.holder.kind {
+    kind_name(doc.holder.kind)
+}
+
+/// How a holder or applicant kind is stored: `person` or `business`.
+pub fn kind_name(kind: paotui_policies::catalog::SubjectKind) -> &'static str {
+    match kind {
         paotui_policies::catalog::SubjectKind::IdNumber => "person",
         paotui_policies::catalog::SubjectKind::Uscc => "business",
     }

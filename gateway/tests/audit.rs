@@ -221,6 +221,19 @@ async fn crash_under_load_loses_no_answered_entry_on_postgres() {
     sqlx::query(&drop_db).execute(&mut admin).await.unwrap();
 }
 
+/// Opens a 社会保障卡申领 case for `subject` as RS; answers its id.
+async fn open_case(c: &paotui_gateway::client::MtlsClient, subject: &str) -> String {
+    let r = c
+        .post_json(
+            "/v1/cases",
+            &json!({"applicant": subject, "matters": ["RS-SBK-SL"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, http::StatusCode::CREATED, "{:?}", r.json());
+    r.json().unwrap()["id"].as_str().unwrap().to_owned()
+}
+
 /// Every answer a client received before `kill -9` has its entry (same body hash) after
 /// the restart; the log verifies; indices are dense and never repeat. The store is the
 /// world's SQLite file, or the PostgreSQL database `store`.
@@ -245,9 +258,12 @@ async fn crash_under_load(store: Option<String>) {
     wait_ready(&world, addr).await;
     let received: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
     let mut tasks = Vec::new();
+    let opener = world.client("RS", "shebao", addr).unwrap();
     for w in 0..24 {
         let client = world.client("RS", "shebao", addr).unwrap();
         let subject = world.subjects[w % world.subjects.len()].clone();
+        // Each query serves a case of its subject (purpose binding).
+        let case = open_case(&opener, &subject).await;
         let received = received.clone();
         tasks.push(tokio::spawn(async move {
             let Ok(jwks) = client.keys().await else {
@@ -259,7 +275,7 @@ async fn crash_under_load(store: Option<String>) {
             };
             let mut conn = conn;
             loop {
-                let body = json!({"subject": subject}).to_string();
+                let body = json!({"subject": subject, "case_id": case}).to_string();
                 let r = conn
                     .send(
                         http::Method::POST,
@@ -303,10 +319,11 @@ async fn crash_under_load(store: Option<String>) {
     wait_ready(&world, addr).await;
     let c = world.client("RS", "shebao", addr).unwrap();
     let jwks = c.keys().await.unwrap();
+    let case = open_case(&c, &world.subjects[0]).await;
     let r = c
         .post_json(
             "/v1/services/population.person/query",
-            &json!({"subject": world.subjects[0]}),
+            &json!({"subject": world.subjects[0], "case_id": case}),
         )
         .await
         .unwrap();

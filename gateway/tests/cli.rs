@@ -20,13 +20,32 @@ fn demo_exit_builds_walks_through_and_reuses_its_world() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Building the demo world"), "{stdout}");
-    // Population (permitted, denied, bad input) and one query per other department.
-    assert_eq!(stdout.matches("signature verified").count(), 6, "{stdout}");
-    for service in ["property.by_owner", "business.entity", "social.insurance"] {
-        assert!(stdout.contains(&format!("{service} → 200 OK")), "{stdout}");
+    // Queries for cases (population, property, social insurance, business), two refused
+    // outside the case, one bad input.
+    assert_eq!(stdout.matches("signature verified").count(), 8, "{stdout}");
+    for service in [
+        "population.person",
+        "property.by_owner",
+        "business.entity",
+        "social.insurance",
+    ] {
+        assert!(
+            stdout.contains(&format!("{service} for the case → 200 OK")),
+            "{stdout}"
+        );
     }
     assert!(
-        stdout.contains("403 Forbidden") && stdout.contains("400 Bad Request"),
+        stdout.contains("an unrelated person under the same case → 403 Forbidden · the subject is not the applicant"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the applicant under the same case → 403 Forbidden · department RS neither accepted nor handles"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("400 Bad Request"), "{stdout}");
+    assert!(
+        stdout.contains("the same query again → 403 Forbidden · case CASE-")
+            && stdout.contains("is completed; access for it has ended"),
         "{stdout}"
     );
     assert!(stdout.contains("curl --cacert"), "{stdout}");

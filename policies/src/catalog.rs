@@ -335,9 +335,24 @@ fn parse_matter(ctx: &Ctx<'_>, cat: &Catalog, m: RawMatter) -> Result<Matter> {
             MaterialSource::License(t) if !cat.license_types.contains_key(t) => {
                 return Err(ctx.err(span, format!("license type {t} is not in this catalog")));
             }
-            MaterialSource::Service(s) if !cat.services.contains_key(s) => {
-                return Err(ctx.err(span, format!("service {s} is not in this catalog")));
-            }
+            MaterialSource::Service(s) => match cat.services.get(s) {
+                None => {
+                    return Err(ctx.err(span, format!("service {s} is not in this catalog")));
+                }
+                // The resolver promises the handling department this data for the case,
+                // so the department must be one the service may answer at all.
+                Some(svc) if svc.owner != owner && !svc.consumers.contains(&owner) => {
+                    return Err(ctx.err(
+                        span,
+                        format!(
+                            "matter {code} is handled by {owner}, which is not a consumer of \
+                             service {s}: add {owner} to its consumers or collect this \
+                             material on paper"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            },
             _ => {}
         }
         if let Some(d) = r.deferrable_days

@@ -5,7 +5,8 @@
 //! per-department allow list, behind the [`access::AccessPolicy`] trait that Cedar
 //! policies will implement) and field masking ([`mask`]), the electronic-license types,
 //! documents, lifecycle and offline verdicts ([`licenses`]), the matter catalog with its
-//! materials ([`matters`]) and working-day arithmetic ([`calendar`]).
+//! materials ([`matters`]), purpose binding of reads to open cases ([`purpose`]) and
+//! working-day arithmetic ([`calendar`]).
 //!
 //! Everything here is pure: no network, no database. Catalog files are read by the caller
 //! and handed in as text so errors can name the file and line.
@@ -19,5 +20,6 @@ pub mod ids;
 pub mod licenses;
 pub mod mask;
 pub mod matters;
+pub mod purpose;
 
 pub use error::{Error, Result};

@@ -124,6 +124,34 @@ impl TestApp {
             .ok_or_else(|| format!("no audit entry {index}").into())
     }
 
+    /// Opens a case for `applicant` and `matters` as `client`'s system (any system may
+    /// accept a case) and answers its id: the purpose a data query names.
+    pub async fn open_case(
+        &self,
+        client: &MtlsClient,
+        applicant: &str,
+        matters: &[&str],
+    ) -> Result<String, Error> {
+        let r = client
+            .post_json(
+                "/v1/cases",
+                &serde_json::json!({"applicant": applicant, "matters": matters}),
+            )
+            .await?;
+        if r.status != http::StatusCode::CREATED {
+            return Err(format!(
+                "opening a case: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )
+            .into());
+        }
+        r.json()?["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "case answer without an id".into())
+    }
+
     /// The gateway store's SQLite file.
     pub fn store_file(&self) -> PathBuf {
         self.world.dir.join("paotui.db")

@@ -59,6 +59,8 @@ async fn setup() -> (TestApp, MtlsClient, Jwks) {
 async fn valid_query_returns_masked_rows_signed_and_audited_once() {
     let (app, rs, jwks) = setup().await;
     let subject = app.world.subjects[0].clone();
+    // 社会保障卡申领 (RS) lists the population service: RS may query it for the case.
+    let case = app.open_case(&rs, &subject, &["RS-SBK-SL"]).await.unwrap();
     let before = app.store().await.unwrap().audit_len().await.unwrap();
     let r = rs
         .send(
@@ -69,7 +71,7 @@ async fn valid_query_returns_masked_rows_signed_and_audited_once() {
                 ("paotui-operator", "clerk-007"),
             ],
             serde_json::to_vec(
-                &json!({"subject": subject, "fields": ["id_number", "name", "gender"]}),
+                &json!({"subject": subject, "case_id": case, "fields": ["id_number", "name", "gender"]}),
             )
             .unwrap(),
         )
@@ -97,13 +99,15 @@ async fn valid_query_returns_masked_rows_signed_and_audited_once() {
     assert_eq!(e.entry.operator.as_deref(), Some("clerk-007"));
     assert_eq!(e.entry.service.as_deref(), Some("population.person"));
     assert_eq!(e.entry.fields, vec!["id_number", "name", "gender"]);
+    assert_eq!(e.entry.case_id.as_deref(), Some(case.as_str()));
+    assert_eq!(e.entry.matter.as_deref(), Some("RS-SBK-SL"));
     let hmac = e.entry.subject_hmac.clone().unwrap();
     assert_eq!(hmac.len(), 64);
     assert_ne!(hmac, subject);
 
     // The same subject queried again hashes to the same key (who-read-my-data works).
     let r2 = rs
-        .post_json(QUERY, &json!({"subject": subject}))
+        .post_json(QUERY, &json!({"subject": subject, "case_id": case}))
         .await
         .unwrap();
     let e2 = audited(&app, &jwks, &r2).await;
@@ -132,10 +136,11 @@ async fn granted_department_sees_personal_fields_and_secret_is_withheld() {
     let (app, _, jwks) = setup().await;
     let mz = app.client("MZ", "dibao").unwrap();
     let subject = app.world.subjects[1].clone();
+    let case = app.open_case(&mz, &subject, &["MZ-DB-SQ"]).await.unwrap();
     let r = mz
         .post_json(
             QUERY,
-            &json!({"subject": subject, "fields": ["id_number", "phone"]}),
+            &json!({"subject": subject, "case_id": case, "fields": ["id_number", "phone"]}),
         )
         .await
         .unwrap();
@@ -150,21 +155,38 @@ async fn granted_department_sees_personal_fields_and_secret_is_withheld() {
 }
 
 #[tokio::test]
-async fn non_consumer_is_denied_audited_and_gets_no_data() {
-    let (app, _, jwks) = setup().await;
+async fn a_query_outside_its_case_is_denied_audited_and_gets_no_data() {
+    let (app, rs, jwks) = setup().await;
+    let subject = app.world.subjects[0].clone();
+    let case = app.open_case(&rs, &subject, &["RS-SBK-SL"]).await.unwrap();
+    // SC may query population data, but handles no matter of this case.
     let sc = app.client("SC", "dengji").unwrap();
     let r = sc
-        .post_json(QUERY, &json!({"subject": app.world.subjects[0]}))
+        .post_json(QUERY, &json!({"subject": subject, "case_id": case}))
         .await
         .unwrap();
     let p = problem(&r, StatusCode::FORBIDDEN);
-    assert!(p["detail"].as_str().unwrap().contains("not a consumer"));
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("neither accepted nor handles"), "{detail}");
     assert!(p.get("rows").is_none());
     let e = audited(&app, &jwks, &r).await;
     assert_eq!(e.entry.outcome, Outcome::Denied);
     assert_eq!(e.entry.caller_dept.as_deref(), Some("SC"));
-    assert!(e.entry.reason.unwrap().contains("not a consumer"));
+    assert_eq!(e.entry.case_id.as_deref(), Some(case.as_str()));
+    assert_eq!(e.entry.reason.as_deref(), Some(detail));
     assert!(e.entry.fields.is_empty());
+    // Without a case there is no query at all.
+    let r = rs
+        .post_json(QUERY, &json!({"subject": subject}))
+        .await
+        .unwrap();
+    let p = problem(&r, StatusCode::BAD_REQUEST);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("case_id is required")
+    );
     app.stop().await;
 }
 
@@ -299,6 +321,8 @@ async fn bad_input_gets_4xx_problems_and_each_refusal_is_audited() {
 #[tokio::test]
 async fn unwritable_audit_log_means_503_and_no_data() {
     let (app, rs, _) = setup().await;
+    let subject = app.world.subjects[0].clone();
+    let case = app.open_case(&rs, &subject, &["RS-SBK-SL"]).await.unwrap();
     // Break the store behind the gateway's back: the table the log appends to is gone.
     let url = format!("sqlite://{}", app.store_file().display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -306,9 +330,11 @@ async fn unwritable_audit_log_means_503_and_no_data() {
         .execute(&pool)
         .await
         .unwrap();
-    let subject = app.world.subjects[0].clone();
     let r = rs
-        .post_json(QUERY, &json!({"subject": subject, "fields": ["gender"]}))
+        .post_json(
+            QUERY,
+            &json!({"subject": subject, "case_id": case, "fields": ["gender"]}),
+        )
         .await
         .unwrap();
     let p = problem(&r, StatusCode::SERVICE_UNAVAILABLE);
@@ -321,7 +347,10 @@ async fn unwritable_audit_log_means_503_and_no_data() {
         .await
         .unwrap();
     let r = rs
-        .post_json(QUERY, &json!({"subject": subject, "fields": ["gender"]}))
+        .post_json(
+            QUERY,
+            &json!({"subject": subject, "case_id": case, "fields": ["gender"]}),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::OK);
@@ -351,15 +380,18 @@ async fn service_list_health_and_readiness() {
         .unwrap();
     assert_eq!(name["masked"], json!(true));
     // A department sees only the services it owns or may query.
-    let sc = app.client("SC", "dengji").unwrap();
-    let body = sc.get("/v1/services").await.unwrap().json().unwrap();
+    let zw = app.client("ZW", "chuangkou").unwrap();
+    let body = zw.get("/v1/services").await.unwrap().json().unwrap();
     let ids: Vec<&Value> = body["services"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| &s["id"])
         .collect();
-    assert_eq!(ids, [&json!("business.entity"), &json!("social.insurance")]);
+    assert!(
+        ids.is_empty(),
+        "the window consumes no data service: {ids:?}"
+    );
     assert_eq!(rs.get("/healthz").await.unwrap().status, StatusCode::OK);
     let ready = rs.get("/readyz").await.unwrap();
     assert_eq!(ready.status, StatusCode::OK);
@@ -370,11 +402,14 @@ async fn service_list_health_and_readiness() {
 #[tokio::test]
 async fn keep_alive_connection_serves_many_signed_answers() {
     let (app, rs, jwks) = setup().await;
+    let subject = app.world.subjects[0].clone();
+    let case = app.open_case(&rs, &subject, &["RS-SBK-SL"]).await.unwrap();
     let mut conn = rs.connect().await.unwrap();
     let mut last = None;
-    for i in 0..20 {
-        let subject = &app.world.subjects[i % app.world.subjects.len()];
-        let body = serde_json::to_vec(&json!({"subject": subject, "fields": ["gender"]})).unwrap();
+    for _ in 0..20 {
+        let body =
+            serde_json::to_vec(&json!({"subject": subject, "case_id": case, "fields": ["gender"]}))
+                .unwrap();
         let r = conn
             .send(
                 Method::POST,
@@ -400,8 +435,9 @@ async fn arrow_ipc_answer_is_signed_audited_and_masked() {
 
     let (app, rs, jwks) = setup().await;
     let subject = app.world.subjects[0].clone();
+    let case = app.open_case(&rs, &subject, &["RS-SBK-SL"]).await.unwrap();
     let body = serde_json::to_vec(
-        &json!({"subject": subject, "fields": ["name", "gender", "birth_date"]}),
+        &json!({"subject": subject, "case_id": case, "fields": ["name", "gender", "birth_date"]}),
     )
     .unwrap();
     let r = rs

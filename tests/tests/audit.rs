@@ -47,7 +47,11 @@ async fn queries(app: &TestApp, n: usize) -> Vec<(u64, String)> {
     let jwks = rs.keys().await.unwrap();
     let mut out = Vec::new();
     for s in app.world.subjects.iter().take(n) {
-        let r = rs.post_json(QUERY, &json!({"subject": s})).await.unwrap();
+        let case = app.open_case(&rs, s, &["RS-SBK-SL"]).await.unwrap();
+        let r = rs
+            .post_json(QUERY, &json!({"subject": s, "case_id": case}))
+            .await
+            .unwrap();
         let (_, idx) = r.verify(&jwks).unwrap();
         out.push((
             idx,

@@ -75,7 +75,9 @@ async fn a_window_case_resolves_materials_and_follows_its_lifecycle() {
         by,
         [
             ("营业执照", "license"),
-            ("经营场所证明", "data"),
+            ("企业登记状态（存续）核验", "data"),
+            // The property register is keyed by ID number: it cannot vouch for an enterprise.
+            ("经营场所证明", "collect"),
             ("食品安全管理制度", "deferred")
         ]
     );
@@ -85,9 +87,10 @@ async fn a_window_case_resolves_materials_and_follows_its_lifecycle() {
             .unwrap()
             .starts_with("YYZZ-SC-")
     );
-    assert_eq!(case["materials"][1]["service"], "property.by_owner");
+    assert_eq!(case["materials"][1]["service"], "business.entity");
+    assert!(case["materials"][2].get("service").is_none());
     assert_eq!(
-        case["materials"][2]["due"],
+        case["materials"][3]["due"],
         cal.add_working_days(today, 10)
             .unwrap()
             .to_string()

@@ -32,11 +32,24 @@ async fn every_department_answers_through_the_gateway() {
     let app = TestApp::spawn().await.unwrap();
     let mz = app.client("MZ", "dibao").unwrap();
     let rs = app.client("RS", "shebao").unwrap();
+    let sc = app.client("SC", "dengji").unwrap();
     let jwks = mz.keys().await.unwrap();
     let s = app.world.samples.clone();
 
-    // 不动产 (SQLite): MZ is granted personal fields, RS sees them masked.
-    let body = json!({"subject": s.property[0], "fields": ["owner_id", "area", "registered_at", "mortgaged", "floor_count"]});
+    // 不动产 (SQLite): MZ is granted personal fields, SC sees them masked — each for a
+    // case of the owner that lists the property service (最低生活保障, 个体工商户设立).
+    let fields = [
+        "owner_id",
+        "area",
+        "registered_at",
+        "mortgaged",
+        "floor_count",
+    ];
+    let dibao = app
+        .open_case(&mz, &s.property[0], &["MZ-DB-SQ"])
+        .await
+        .unwrap();
+    let body = json!({"subject": s.property[0], "case_id": dibao, "fields": fields});
     let r = mz
         .post_json("/v1/services/property.by_owner/query", &body)
         .await
@@ -49,19 +62,30 @@ async fn every_department_answers_through_the_gateway() {
     assert!(got[0]["mortgaged"].is_boolean());
     assert!(got[0]["floor_count"].is_i64());
     assert_eq!(outcome(&app, &jwks, &r).await.0, Outcome::Ok);
-    let r = rs
-        .post_json("/v1/services/property.by_owner/query", &body)
+    let gtgsh = app
+        .open_case(&sc, &s.property[0], &["SC-GTGSH-SL"])
+        .await
+        .unwrap();
+    let r = sc
+        .post_json(
+            "/v1/services/property.by_owner/query",
+            &json!({"subject": s.property[0], "case_id": gtgsh, "fields": fields}),
+        )
         .await
         .unwrap();
     let masked = rows(&r);
     assert_ne!(masked[0]["owner_id"], json!(s.property[0]));
     assert!(masked[0]["owner_id"].as_str().unwrap().contains("********"));
 
-    // 市场监管 (SQLite), by USCC.
-    let r = rs
+    // 市场监管 (SQLite), by USCC, for a 食品经营许可 case of the business.
+    let spjy = app
+        .open_case(&sc, &s.business[0], &["SC-SPJY-XK"])
+        .await
+        .unwrap();
+    let r = sc
         .post_json(
             "/v1/services/business.entity/query",
-            &json!({"subject": s.business[0], "fields": ["uscc", "status", "established"]}),
+            &json!({"subject": s.business[0], "case_id": spjy, "fields": ["uscc", "status", "established"]}),
         )
         .await
         .unwrap();
@@ -72,18 +96,22 @@ async fn every_department_answers_through_the_gateway() {
     let mut bad = s.business[0].clone();
     let last = bad.pop().unwrap();
     bad.push(if last == '0' { '1' } else { '0' });
-    let r = rs
+    let r = sc
         .post_json(
             "/v1/services/business.entity/query",
-            &json!({"subject": bad}),
+            &json!({"subject": bad, "case_id": spjy}),
         )
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // 人社 (Parquet export): one row per insurance type; the secret base never leaves.
+    let insured = app
+        .open_case(&mz, &s.social[0], &["MZ-DB-SQ"])
+        .await
+        .unwrap();
     let r = mz
-        .post_json("/v1/services/social.insurance/query", &json!({"subject": s.social[0], "fields": ["insured_id", "insurance_type", "months", "contribution_base"]}))
+        .post_json("/v1/services/social.insurance/query", &json!({"subject": s.social[0], "case_id": insured, "fields": ["insured_id", "insurance_type", "months", "contribution_base"]}))
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::OK);
@@ -94,10 +122,14 @@ async fn every_department_answers_through_the_gateway() {
     ));
 
     // 公安 (SQLite) for completeness, and the list names all four services.
+    let sbk = app
+        .open_case(&rs, &s.population[0], &["RS-SBK-SL"])
+        .await
+        .unwrap();
     let r = rs
         .post_json(
             "/v1/services/population.person/query",
-            &json!({"subject": s.population[0], "fields": ["gender"]}),
+            &json!({"subject": s.population[0], "case_id": sbk, "fields": ["gender"]}),
         )
         .await
         .unwrap();
@@ -167,6 +199,15 @@ sensitivity = "internal"
 [[services.fields]]
 name = "slept"
 sensitivity = "public"
+
+[[matters]]
+code = "MZ-SLOW"
+name = "slow"
+owner = "MZ"
+kind = "immediate"
+[[matters.materials]]
+name = "slow"
+source = "service:property.slow"
 "#;
     std::fs::write(&catalog, format!("{}{slow}", paotui_gateway::demo::CATALOG)).unwrap();
     let app = TestApp::spawn_with(|c| {
@@ -185,8 +226,13 @@ sensitivity = "public"
     let mz = app.client("MZ", "dibao").unwrap();
     let jwks = mz.keys().await.unwrap();
     let owner = app.world.samples.property[0].clone();
+    let case = app
+        .open_case(&mz, &owner, &["MZ-DB-SQ", "MZ-SLOW"])
+        .await
+        .unwrap();
     let path = "/v1/services/property.by_owner/query";
-    let body = json!({"subject": owner, "fields": ["owner_id", "area", "registered_at"]});
+    let body =
+        json!({"subject": owner, "case_id": case, "fields": ["owner_id", "area", "registered_at"]});
 
     let r = mz.post_json(path, &body).await.unwrap();
     let got = rows(&r);
@@ -230,7 +276,7 @@ sensitivity = "public"
     let r = mz
         .post_json(
             "/v1/services/property.slow/query",
-            &json!({"subject": owner}),
+            &json!({"subject": owner, "case_id": case}),
         )
         .await
         .unwrap();

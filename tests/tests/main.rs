@@ -6,4 +6,5 @@ mod audit;
 mod cases;
 mod departments;
 mod licenses;
+mod purpose;
 mod tls;

@@ -21,14 +21,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paotui_policies::licenses::{LicenseRequest, StatusAction};
-use paotui_policies::matters::MatterCode;
+use paotui_policies::purpose::Want;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::audit::{AuditScope, Identity, OPERATOR, REQUEST_ID};
 use crate::extract::{ApiJson, query_params, require_media_type};
 use crate::license_import::{self, MAX_ROW_BYTES, Row, RowOutcome, Summary};
-use crate::routes::services::parse_case_id;
+use crate::routes::services::{parse_case_id, parse_matter};
 use crate::state::AppState;
 use crate::vault::{Actor, Issued, LicenseView, Source, now};
 use crate::{Error, Result};
@@ -63,9 +63,9 @@ fn actor(id: &Identity, headers: &axum::http::HeaderMap) -> Actor {
 /// Purpose binding (seed 004: data leaves only for a real case). A license fetch names a
 /// case (`case_id`, and optionally one of its matters); it is permitted only if the case
 /// is open, its applicant holds the license, the caller's department accepted the case or
-/// handles one of its matters, and that matter lists the license's type as a material.
-/// Answers the (license type, matter) pairs the caller may fetch for this case; every
-/// refusal is an audited 403 with its reason.
+/// handles one of its matters, and that matter lists the license's type as a material
+/// (see [`paotui_policies::purpose`]). Answers the (license type, matter) pairs the caller
+/// may fetch for this case; every refusal is an audited 403 with its reason.
 async fn bind_to_case(
     app: &AppState,
     caller: &Identity,
@@ -77,68 +77,24 @@ async fn bind_to_case(
         Error::BadRequest("case_id is required: name the case this license is used for".into())
     })?;
     let case_id = parse_case_id(case_id)?;
-    let matter = q
-        .get("matter")
-        .map(|m| {
-            MatterCode::parse(m)
-                .map_err(|_| Error::BadRequest("matter must be a matter code (A-Z 0-9 -)".into()))
+    let matter = q.get("matter").map(|m| parse_matter(m)).transpose()?;
+    let granted = crate::cases::bind(
+        app,
+        scope,
+        &caller.0.dept,
+        &case_id,
+        matter.as_ref(),
+        holder_hmac,
+        Want::Licenses,
+    )
+    .await?;
+    let allowed = granted
+        .iter()
+        .flat_map(|m| {
+            m.license_types()
+                .map(|t| (t.to_string(), m.code.to_string()))
         })
-        .transpose()?;
-    scope.update(|c| {
-        c.case_id = Some(case_id.clone());
-        c.matter = matter.as_ref().map(ToString::to_string);
-    });
-    let deny = |why: String| {
-        scope.update(|c| c.denied = true);
-        Error::Forbidden(why)
-    };
-    let Some((case, matters)) = app.store.case(&case_id).await? else {
-        return Err(deny(format!("there is no case {case_id}")));
-    };
-    if paotui_repository::FINAL_CASE_STATUSES.contains(&case.status.as_str()) {
-        return Err(deny(format!(
-            "case {case_id} is {}; access for it has ended",
-            case.status
-        )));
-    }
-    if case.applicant_hmac != holder_hmac {
-        return Err(deny(format!(
-            "the license holder is not the applicant of case {case_id}"
-        )));
-    }
-    let dept = caller.0.dept.as_str();
-    let site = case.site_dept == dept;
-    let mut allowed = Vec::new();
-    for m in &matters {
-        if matter
-            .as_ref()
-            .is_some_and(|want| want.as_str() != m.matter)
-        {
-            continue;
-        }
-        if !(site || m.owner == dept) {
-            continue;
-        }
-        let Some(spec) = MatterCode::parse(&m.matter)
-            .ok()
-            .and_then(|c| app.catalog.matters.get(&c))
-        else {
-            continue;
-        };
-        for t in spec.license_types() {
-            allowed.push((t.to_string(), m.matter.clone()));
-        }
-    }
-    if let Some(want) = &matter
-        && !matters.iter().any(|m| m.matter == want.as_str())
-    {
-        return Err(deny(format!("case {case_id} is not for matter {want}")));
-    }
-    if !site && !matters.iter().any(|m| m.owner == dept) {
-        return Err(deny(format!(
-            "department {dept} neither accepted nor handles case {case_id}"
-        )));
-    }
+        .collect();
     Ok((case_id, allowed))
 }
 

@@ -19,11 +19,14 @@ use paotui_adapters::arrow::json::writer::JsonArray;
 use paotui_policies::access::{Decision, FieldPlan, requested_fields};
 use paotui_policies::catalog::{ParamValue, Sensitivity, Service};
 use paotui_policies::ids::ServiceId;
+use paotui_policies::matters::MatterCode;
+use paotui_policies::purpose::Want;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
 
 use crate::audit::{AuditScope, Identity};
+use crate::config::PurposeBinding;
 use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -119,9 +122,13 @@ pub struct QueryBody {
     /// Field names; omitted means the service's default set.
     #[serde(default)]
     fields: Option<Vec<String>>,
-    /// The case (办件) this query serves; bound to open cases once cases exist.
+    /// The case (办件) this query serves: required unless `[policy] purpose_binding =
+    /// "off"`, and checked whenever given.
     #[serde(default)]
     case_id: Option<String>,
+    /// Narrows the binding to one matter of the case.
+    #[serde(default)]
+    matter: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -151,6 +158,11 @@ pub(crate) fn parse_case_id(s: &str) -> Result<String> {
             "case_id must be 1-64 characters of A-Z a-z 0-9 - _".into(),
         ))
     }
+}
+
+pub(crate) fn parse_matter(s: &str) -> Result<MatterCode> {
+    MatterCode::parse(s)
+        .map_err(|_| Error::BadRequest("matter must be a matter code (A-Z 0-9 -)".into()))
 }
 
 /// Binds the body's params to the service's placeholders, in placeholder order.
@@ -311,18 +323,41 @@ async fn query(
         .ok_or_else(|| Error::NotFound("unknown service".into()))?;
     scope.update(|c| c.service = Some(service.id.to_string()));
     let ApiJson(body) = body?;
-    if let Some(case) = &body.case_id {
-        let case = parse_case_id(case)?;
-        scope.update(|c| c.case_id = Some(case));
-    }
+    let case_id = body.case_id.as_deref().map(parse_case_id).transpose()?;
+    let matter = body.matter.as_deref().map(parse_matter).transpose()?;
     let subject = service
         .subject
         .parse(&body.subject)
         .map_err(|e| Error::BadRequest(format!("subject: {e}")))?;
     let subject_hmac = app.subject_key.hash(&subject);
-    scope.update(|c| c.subject_hmac = Some(subject_hmac));
+    scope.update(|c| c.subject_hmac = Some(subject_hmac.clone()));
     let params = bind_params(service, &subject, &body.params)?;
     let fields = requested_fields(service, body.fields.as_deref())?;
+    match (&case_id, app.purpose_binding) {
+        (Some(case_id), _) => {
+            let granted = crate::cases::bind(
+                &app,
+                &scope,
+                &caller.dept,
+                case_id,
+                matter.as_ref(),
+                &subject_hmac,
+                Want::Service(&service.id),
+            )
+            .await?;
+            let codes: Vec<&str> = granted.iter().map(|m| m.code.as_str()).collect();
+            scope.update(|c| c.matter = Some(codes.join(",")));
+        }
+        (None, PurposeBinding::Required) => {
+            return Err(Error::BadRequest(
+                "case_id is required: name the case (办件) this query serves".into(),
+            ));
+        }
+        (None, PurposeBinding::Off) if matter.is_some() => {
+            return Err(Error::BadRequest("matter needs a case_id".into()));
+        }
+        (None, PurposeBinding::Off) => {}
+    }
 
     let plan = match app.policy.decide_query(&caller, service, &fields) {
         Decision::Permit(plan) => plan,

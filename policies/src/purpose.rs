@@ -1,0 +1,329 @@
+//! Purpose binding (目的绑定): data about a person or business leaves only for a real case.
+//!
+//! A data query or a license fetch names a case. It is permitted only if the case exists
+//! and is open, the subject is the case's applicant, the caller's department stands in
+//! the right relation to one of the case's matters, and that matter lists the service
+//! (or license type) asked for. After completion or rejection, access ends.
+//!
+//! The decision is a pure function of the case (as stored) and the request, so it is
+//! tested exhaustively here and the gateway only loads the case and calls it.
+
+use paotui_certs::DeptCode;
+
+use crate::catalog::Catalog;
+use crate::ids::ServiceId;
+use crate::matters::{Matter, MatterCode};
+
+/// The case statuses after which nothing more may be read for it.
+pub const FINAL_STATUSES: [&str; 2] = ["completed", "rejected"];
+
+/// One matter of a stored case: its code and handling department.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseMatterFacts<'a> {
+    pub matter: &'a str,
+    pub owner: &'a str,
+}
+
+/// What the store knows of a case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseFacts<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    pub applicant_hmac: &'a str,
+    /// The department whose window accepted it.
+    pub site_dept: &'a str,
+    pub matters: Vec<CaseMatterFacts<'a>>,
+}
+
+/// What the request wants to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want<'a> {
+    /// A data-service query: only the handling department of a matter listing the
+    /// service may ask (the resolver promised it the data instead of a paper copy).
+    Service(&'a ServiceId),
+    /// A license fetch or listing: the accepting window or a handling department; which
+    /// types are released is decided from the matters this returns.
+    Licenses,
+}
+
+/// The request, with its subject already canonical and hashed.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub caller_dept: &'a DeptCode,
+    pub subject_hmac: &'a str,
+    /// Narrows the binding to one matter of the case.
+    pub matter: Option<&'a MatterCode>,
+    pub want: Want<'a>,
+}
+
+/// Decides a request against its case. `Ok` holds the case's matters the request may act
+/// under (never empty for [`Want::Service`]); `Err` the reason it is refused.
+pub fn bind<'c>(
+    catalog: &'c Catalog,
+    case: &CaseFacts<'_>,
+    req: &Request<'_>,
+) -> Result<Vec<&'c Matter>, String> {
+    let id = case.id;
+    if FINAL_STATUSES.contains(&case.status) {
+        return Err(format!(
+            "case {id} is {}; access for it has ended",
+            case.status
+        ));
+    }
+    if case.applicant_hmac != req.subject_hmac {
+        return Err(format!("the subject is not the applicant of case {id}"));
+    }
+    if let Some(want) = req.matter
+        && !case.matters.iter().any(|m| m.matter == want.as_str())
+    {
+        return Err(format!("case {id} is not for matter {want}"));
+    }
+    let dept = req.caller_dept.as_str();
+    let site = case.site_dept == dept;
+    if !site && !case.matters.iter().any(|m| m.owner == dept) {
+        return Err(format!(
+            "department {dept} neither accepted nor handles case {id}"
+        ));
+    }
+    let mut out = Vec::new();
+    for m in &case.matters {
+        if req.matter.is_some_and(|want| want.as_str() != m.matter) {
+            continue;
+        }
+        let handler = m.owner == dept;
+        let Some(spec) = MatterCode::parse(m.matter)
+            .ok()
+            .and_then(|c| catalog.matters.get(&c))
+        else {
+            // A matter dropped from the catalog since the case was opened grants nothing.
+            continue;
+        };
+        let fits = match req.want {
+            Want::Licenses => site || handler,
+            Want::Service(s) => handler && spec.services().any(|x| x == s),
+        };
+        if fits {
+            out.push(spec);
+        }
+    }
+    if let Want::Service(s) = req.want
+        && out.is_empty()
+    {
+        return Err(format!(
+            "no matter of case {id} handled by {dept} lists service {s}"
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The demo catalog: its matters are the real ones the gateway runs with.
+    fn catalog() -> Catalog {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/catalog.toml"
+        ))
+        .unwrap();
+        Catalog::parse("examples/catalog.toml", &text).unwrap()
+    }
+
+    fn dept(d: &str) -> DeptCode {
+        DeptCode::parse(d).unwrap()
+    }
+
+    fn case<'a>(status: &'a str, matters: &[(&'a str, &'a str)]) -> CaseFacts<'a> {
+        CaseFacts {
+            id: "CASE-1",
+            status,
+            applicant_hmac: "applicant",
+            site_dept: "ZW",
+            matters: matters
+                .iter()
+                .map(|(matter, owner)| CaseMatterFacts { matter, owner })
+                .collect(),
+        }
+    }
+
+    const GTGSH: (&str, &str) = ("SC-GTGSH-SL", "SC");
+
+    /// Callers × wants × case states, each cell asserted (个体工商户设立登记 lists the
+    /// population and property services; the window ZW accepted it, SC handles it).
+    #[test]
+    fn matrix() {
+        let cat = catalog();
+        let person = ServiceId::parse("population.person").unwrap();
+        let property = ServiceId::parse("property.by_owner").unwrap();
+        let social = ServiceId::parse("social.insurance").unwrap();
+        let cases = [
+            ("accepted", true),
+            ("supplemented", true),
+            ("approved", true),
+            ("completed", false),
+            ("rejected", false),
+        ];
+        for (status, open) in cases {
+            let c = case(status, &[GTGSH]);
+            for (caller, want, expect) in [
+                // The handler may query what the matter lists, nothing else.
+                ("SC", Want::Service(&person), true),
+                ("SC", Want::Service(&property), true),
+                ("SC", Want::Service(&social), false),
+                // The window accepted the case but does not handle it: no data queries.
+                ("ZW", Want::Service(&person), false),
+                ("ZW", Want::Licenses, true),
+                ("SC", Want::Licenses, true),
+                // Unrelated departments get nothing.
+                ("RS", Want::Service(&person), false),
+                ("RS", Want::Licenses, false),
+                ("GA", Want::Service(&person), false),
+            ] {
+                let d = dept(caller);
+                let req = Request {
+                    caller_dept: &d,
+                    subject_hmac: "applicant",
+                    matter: None,
+                    want,
+                };
+                let got = bind(&cat, &c, &req);
+                assert_eq!(
+                    got.is_ok(),
+                    open && expect,
+                    "{status} {caller} {want:?}: {got:?}"
+                );
+                // Someone else's data is never released, whatever the case state.
+                let other = Request {
+                    subject_hmac: "someone-else",
+                    ..req
+                };
+                let got = bind(&cat, &c, &other);
+                assert!(got.is_err(), "{status} {caller} {want:?}");
+            }
+        }
+        // The reasons say what is wrong.
+        let d = dept("SC");
+        let req = Request {
+            caller_dept: &d,
+            subject_hmac: "applicant",
+            matter: None,
+            want: Want::Service(&social),
+        };
+        let e = bind(&cat, &case("accepted", &[GTGSH]), &req).unwrap_err();
+        assert!(e.contains("lists service social.insurance"), "{e}");
+        let e = bind(&cat, &case("completed", &[GTGSH]), &req).unwrap_err();
+        assert!(e.contains("has ended"), "{e}");
+    }
+
+    #[test]
+    fn a_named_matter_narrows_the_binding() {
+        let cat = catalog();
+        let person = ServiceId::parse("population.person").unwrap();
+        // 并联: 个体工商户设立登记 (SC) + 社保卡申领 (RS) in one case.
+        let c = case("accepted", &[GTGSH, ("RS-SBK-SL", "RS")]);
+        let rs = dept("RS");
+        let mut req = Request {
+            caller_dept: &rs,
+            subject_hmac: "applicant",
+            matter: None,
+            want: Want::Service(&person),
+        };
+        let got = bind(&cat, &c, &req).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].code.as_str(), "RS-SBK-SL");
+        let sc_matter = MatterCode::parse("SC-GTGSH-SL").unwrap();
+        req.matter = Some(&sc_matter);
+        assert!(
+            bind(&cat, &c, &req).is_err(),
+            "RS does not handle the SC matter"
+        );
+        let other = MatterCode::parse("GA-XSE-LH").unwrap();
+        req.matter = Some(&other);
+        let e = bind(&cat, &c, &req).unwrap_err();
+        assert!(e.contains("is not for matter GA-XSE-LH"), "{e}");
+    }
+
+    fn statuses() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "accepted",
+            "supplemented",
+            "approved",
+            "completed",
+            "rejected",
+        ])
+    }
+
+    proptest! {
+        /// No request is permitted without an open case of its subject, a matter of that
+        /// case handled (or, for licenses, accepted) by the caller, and — for data — a
+        /// matter listing the service.
+        #[test]
+        fn nothing_leaves_without_an_open_matching_case(
+            status in statuses(),
+            picks in prop::collection::vec((0usize..64, 0usize..8), 1..4),
+            site in 0usize..8,
+            caller in 0usize..8,
+            service in 0usize..4,
+            same_subject in any::<bool>(),
+            licenses in any::<bool>(),
+            narrow in prop::option::of(0usize..64),
+        ) {
+            let cat = catalog();
+            let codes: Vec<&MatterCode> = cat.matters.keys().collect();
+            let depts: Vec<&DeptCode> = cat.departments.keys().collect();
+            let services: Vec<&ServiceId> = cat.services.keys().collect();
+            // Owners as stored: usually the catalog's, sometimes another department
+            // (a stale or tampered row must not widen access).
+            let matters: Vec<(String, String)> = picks
+                .iter()
+                .map(|(m, o)| {
+                    let spec = &cat.matters[codes[m % codes.len()]];
+                    let owner = if *o == 0 { depts[o % depts.len()].to_string() } else { spec.owner.to_string() };
+                    (spec.code.to_string(), owner)
+                })
+                .collect();
+            let facts = CaseFacts {
+                id: "CASE-P",
+                status,
+                applicant_hmac: "applicant",
+                site_dept: depts[site % depts.len()].as_str(),
+                matters: matters
+                    .iter()
+                    .map(|(matter, owner)| CaseMatterFacts { matter, owner })
+                    .collect(),
+            };
+            let caller = depts[caller % depts.len()];
+            let svc = services[service % services.len()];
+            let narrow = narrow.map(|n| codes[n % codes.len()]);
+            let req = Request {
+                caller_dept: caller,
+                subject_hmac: if same_subject { "applicant" } else { "other" },
+                matter: narrow,
+                want: if licenses { Want::Licenses } else { Want::Service(svc) },
+            };
+            if let Ok(granted) = bind(&cat, &facts, &req) {
+                prop_assert!(!FINAL_STATUSES.contains(&status));
+                prop_assert!(same_subject);
+                for g in &granted {
+                    let stored = facts.matters.iter().find(|m| m.matter == g.code.as_str());
+                    prop_assert!(stored.is_some());
+                    let stored = stored.unwrap();
+                    if let Some(n) = narrow {
+                        prop_assert_eq!(&g.code, n);
+                    }
+                    if licenses {
+                        prop_assert!(stored.owner == caller.as_str() || facts.site_dept == caller.as_str());
+                    } else {
+                        prop_assert_eq!(stored.owner, caller.as_str());
+                        prop_assert!(g.services().any(|s| s == svc));
+                    }
+                }
+                if !licenses {
+                    prop_assert!(!granted.is_empty());
+                }
+            }
+        }
+    }
+}
