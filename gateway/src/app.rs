@@ -13,8 +13,8 @@ use paotui_adapters::{
     SqliteSource,
 };
 use paotui_certs::{DataKey, GatewayKey, IssuerKeys, Jwks, SubjectKey};
-use paotui_policies::access::CatalogAllowList;
 use paotui_policies::catalog::Catalog;
+use paotui_policies::cedar::Policies;
 use paotui_repository::{AuditLog, Store};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -134,13 +134,14 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
         keys: vec![key.jwk().clone()],
     };
     jwks.keys.extend(vault.issuer_jwks().keys.iter().cloned());
+    let policy = crate::state::PolicyHandle::new(Arc::new(load_policies(cfg, &auditors)?));
     Ok(AppState(Arc::new(Inner {
         store,
         audit,
         auditors,
         catalog,
         sources,
-        policy: Arc::new(CatalogAllowList),
+        policy,
         key,
         jwks,
         subject_key,
@@ -149,6 +150,17 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
         calendar: cfg.calendar()?,
         purpose_binding: cfg.policy.purpose_binding,
     })))
+}
+
+/// The Cedar policies named by `[policy] dir`, or the shipped ones; validated against the
+/// schema (a broken file is refused with its file and line).
+pub fn load_policies(cfg: &Config, auditors: &[paotui_certs::DeptCode]) -> Result<Policies> {
+    let auditors = auditors.iter().cloned().collect();
+    match &cfg.policy.dir {
+        Some(dir) => Policies::load_dir(&cfg.path(dir), auditors),
+        None => Policies::shipped(auditors),
+    }
+    .map_err(|e| Error::Config(format!("[policy]: {e}")))
 }
 
 /// The license vault on `store`: issuer keys for the catalog's issuing departments and the

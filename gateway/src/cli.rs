@@ -84,6 +84,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Cedar access policies: validate a policy directory against its schema.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// The tamper-evident audit log: verify it, print and check inclusion proofs.
     Audit {
         #[command(subcommand)]
@@ -179,6 +184,16 @@ pub enum CaCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse every .cedar file in DIR and validate it against DIR's one .cedarschema
+    /// (strict mode); every problem is printed with its file and line. Exit 1 on any.
+    Check {
+        /// The policy directory, e.g. policies/cedar.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CatalogCommand {
     /// Validate a catalog file; errors name the file, line and column.
     Check { file: PathBuf },
@@ -247,6 +262,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::License { command } => {
             telemetry::init("warn");
             crate::license_cli::run(command).await
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => {
+            let p = paotui_policies::cedar::Policies::load_dir(&dir, Default::default())?;
+            println!(
+                "{}: ok ({} policies valid against the schema)",
+                dir.display(),
+                p.len()
+            );
+            Ok(())
         }
         Command::Catalog {
             command: CatalogCommand::Check { file },

@@ -133,6 +133,9 @@ impl Default for Limits {
 pub struct PolicyConfig {
     /// Whether a data query must name an open case (purpose binding, 目的绑定).
     pub purpose_binding: PurposeBinding,
+    /// A Cedar policy directory (one `.cedarschema`, any `.cedar` files), reloaded on
+    /// SIGHUP. Default: the policies shipped in `policies/cedar/`, built in.
+    pub dir: Option<PathBuf>,
 }
 
 /// `required` (the default): a data query needs an open case of its subject, with a matter

@@ -212,6 +212,16 @@ impl World {
             std::fs::write(&p, text).map_err(|e| Error::io(p.display(), e))
         };
         write("catalog.toml", CATALOG)?;
+        // The shipped Cedar policies, as files an operator edits and reloads (SIGHUP).
+        let policies = staging.join("policies");
+        std::fs::create_dir_all(&policies).map_err(|e| Error::io(policies.display(), e))?;
+        write(
+            "policies/paotui.cedarschema",
+            paotui_policies::cedar::SCHEMA,
+        )?;
+        for (name, text) in paotui_policies::cedar::SHIPPED {
+            write(&format!("policies/{name}"), text)?;
+        }
         let samples_json =
             serde_json::to_string_pretty(&samples).map_err(|e| Error::Internal(e.to_string()))?;
         write("samples.json", &samples_json)?;

@@ -80,6 +80,34 @@ pub async fn spawn(cfg: &Config) -> Result<Server> {
         }
     });
 
+    // Policies reload on SIGHUP; a directory that does not validate keeps the old set.
+    #[cfg(unix)]
+    if cfg.policy.dir.is_some() {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| Error::io("SIGHUP handler", e))?;
+        let mut stop = rx.clone();
+        let cfg = cfg.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {}
+                    _ = stop.changed() => return,
+                }
+                match app::load_policies(&cfg, &state.auditors) {
+                    Ok(p) => {
+                        let n = p.len();
+                        state.policy.replace(std::sync::Arc::new(p));
+                        tracing::info!(policies = n, "policies reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "policy reload failed; keeping the previous policies");
+                    }
+                }
+            }
+        });
+    }
+
     let acceptor = TlsAcceptor::from(tls);
     let task = tokio::spawn(accept_loop(
         listener,

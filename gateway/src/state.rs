@@ -22,7 +22,8 @@ pub struct Inner {
     pub auditors: Vec<paotui_certs::DeptCode>,
     pub catalog: Catalog,
     pub sources: HashMap<String, Arc<dyn DataSource>>,
-    pub policy: Arc<dyn AccessPolicy>,
+    /// The access policy (Cedar), swapped whole on reload.
+    pub policy: PolicyHandle,
     pub key: Arc<GatewayKey>,
     /// The gateway's key and the license issuers' keys, as served at `/v1/keys`.
     pub jwks: Jwks,
@@ -33,6 +34,30 @@ pub struct Inner {
     pub calendar: paotui_policies::calendar::Calendar,
     /// Whether data queries must name an open case (`[policy] purpose_binding`).
     pub purpose_binding: crate::config::PurposeBinding,
+}
+
+/// The current access policy; a reload replaces it for requests that start afterwards.
+pub struct PolicyHandle(std::sync::RwLock<Arc<dyn AccessPolicy>>);
+
+impl PolicyHandle {
+    pub fn new(p: Arc<dyn AccessPolicy>) -> Self {
+        PolicyHandle(std::sync::RwLock::new(p))
+    }
+
+    pub fn current(&self) -> Arc<dyn AccessPolicy> {
+        // A poisoned lock still holds a complete policy (replacement is one assignment).
+        match self.0.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    pub fn replace(&self, p: Arc<dyn AccessPolicy>) {
+        match self.0.write() {
+            Ok(mut g) => *g = p,
+            Err(e) => *e.into_inner() = p,
+        }
+    }
 }
 
 impl std::ops::Deref for AppState {

@@ -357,3 +357,91 @@ async fn crash_under_load(store: Option<String>) {
     let o = run(&["audit", "verify", "--config", cfg_path.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// Policies reload on SIGHUP: an added `forbid` takes effect without a restart, and a
+/// directory that no longer validates is refused while the previous set stays in force.
+/// (In this file because it shares the child-process server helpers.)
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_reload_on_sighup_and_a_broken_set_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let world_dir = world(dir.path());
+    let world = World::open(&world_dir).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let cfg_path = world_dir.join("paotui.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
+        "listen = \"127.0.0.1:8443\"",
+        &format!("listen = \"{addr}\""),
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let server = serve(&cfg_path);
+    wait_ready(&world, addr).await;
+    let rs = world.client("RS", "shebao", addr).unwrap();
+    let subject = world.subjects[0].clone();
+    let case = open_case(&rs, &subject).await;
+    let query = || async {
+        rs.post_json(
+            "/v1/services/population.person/query",
+            &json!({"subject": subject, "case_id": case}),
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(query().await.status, http::StatusCode::OK);
+
+    let hup = |pid: u32| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    let policies = world_dir.join("policies");
+    std::fs::write(
+        policies.join("local.cedar"),
+        "@id(\"rs-paused\")\nforbid (principal in Paotui::Department::\"RS\", action == Paotui::Action::\"query\", resource);\n",
+    )
+    .unwrap();
+    hup(server.0.id());
+    let mut denied = None;
+    for _ in 0..100 {
+        let r = query().await;
+        if r.status == http::StatusCode::FORBIDDEN {
+            denied = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = denied.expect("the reloaded forbid applies");
+    let detail = r.json().unwrap()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("forbidden by policy rs-paused"), "{detail}");
+
+    // A broken file: the reload is refused, the previous set (with rs-paused) stays.
+    std::fs::write(
+        policies.join("broken.cedar"),
+        "permit (principal, action, resource) when {",
+    )
+    .unwrap();
+    hup(server.0.id());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(query().await.status, http::StatusCode::FORBIDDEN);
+    let mz = world.client("MZ", "dibao", addr).unwrap();
+    let r = mz
+        .post_json(
+            "/v1/cases",
+            &json!({"applicant": subject, "matters": ["MZ-DB-SQ"]}),
+        )
+        .await
+        .unwrap();
+    let mz_case = r.json().unwrap()["id"].as_str().unwrap().to_owned();
+    let r = mz
+        .post_json(
+            "/v1/services/population.person/query",
+            &json!({"subject": subject, "case_id": mz_case}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, http::StatusCode::OK, "the server still serves");
+    drop(server);
+}

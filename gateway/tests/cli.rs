@@ -221,6 +221,40 @@ fn catalog_check_names_file_and_line() {
 }
 
 #[test]
+fn policy_check_validates_the_shipped_set_and_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("paotui.cedarschema"), paotui_policies::cedar::SCHEMA).unwrap();
+    for (name, text) in paotui_policies::cedar::SHIPPED {
+        std::fs::write(p.join(name), text).unwrap();
+    }
+    let out = paotui().args(["policy", "check"]).arg(p).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok (") && stdout.contains("policies valid"),
+        "{stdout}"
+    );
+    // A policy reading an attribute the schema does not have, on line 4 of its file.
+    std::fs::write(
+        p.join("extra.cedar"),
+        "// extra\n\npermit (principal, action == Paotui::Action::\"query\", resource)\n  when { resource.owners == principal.department };\n",
+    )
+    .unwrap();
+    let out = paotui().args(["policy", "check"]).arg(p).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("extra.cedar:4:") && err.contains("owners"),
+        "{err}"
+    );
+}
+
+#[test]
 fn demo_data_writes_four_departments() {
     let dir = tempfile::tempdir().unwrap();
     let out = paotui()

@@ -7,6 +7,7 @@ use paotui_certs::SystemIdentity;
 use serde::Serialize;
 
 use crate::catalog::{Sensitivity, Service};
+pub use crate::cedar::Binding;
 use crate::mask::Mask;
 use crate::{Error, Result};
 
@@ -58,12 +59,14 @@ pub fn requested_fields(service: &Service, requested: Option<&[String]>) -> Resu
 }
 
 pub trait AccessPolicy: Send + Sync {
-    /// Decides whether `caller` may query `service` for `fields` (already resolved).
+    /// Decides whether `caller` may query `service` for `fields` (already resolved),
+    /// given what purpose binding found.
     fn decide_query(
         &self,
         caller: &SystemIdentity,
         service: &Service,
         fields: &[String],
+        binding: Binding,
     ) -> Decision;
 }
 
@@ -77,7 +80,11 @@ impl AccessPolicy for CatalogAllowList {
         caller: &SystemIdentity,
         service: &Service,
         fields: &[String],
+        binding: Binding,
     ) -> Decision {
+        if binding.required && !binding.granted {
+            return Decision::Deny(format!("a query of {} needs its case", service.id));
+        }
         let owner = caller.dept == service.owner;
         if !owner && !service.consumers.contains(&caller.dept) {
             return Decision::Deny(format!(
@@ -173,6 +180,11 @@ sensitivity = "secret"
         }
     }
 
+    const OPEN: Binding = Binding {
+        required: false,
+        granted: false,
+    };
+
     #[test]
     fn allow_list_masks_and_withholds() {
         let cat = Catalog::parse("c", CAT).unwrap();
@@ -182,7 +194,7 @@ sensitivity = "secret"
             "gender".into(),
             "criminal_record".into(),
         ];
-        match CatalogAllowList.decide_query(&caller("RS"), s, &all) {
+        match CatalogAllowList.decide_query(&caller("RS"), s, &all, OPEN) {
             Decision::Permit(p) => {
                 assert_eq!(
                     p.fields[0],
@@ -196,16 +208,16 @@ sensitivity = "secret"
             }
             d => panic!("{d:?}"),
         }
-        match CatalogAllowList.decide_query(&caller("MZ"), s, &all) {
+        match CatalogAllowList.decide_query(&caller("MZ"), s, &all, OPEN) {
             Decision::Permit(p) => assert_eq!(p.fields[0].mask, None),
             d => panic!("{d:?}"),
         }
         assert!(matches!(
-            CatalogAllowList.decide_query(&caller("SC"), s, &all),
+            CatalogAllowList.decide_query(&caller("SC"), s, &all, OPEN),
             Decision::Deny(_)
         ));
         assert!(matches!(
-            CatalogAllowList.decide_query(&caller("RS"), s, &["criminal_record".into()]),
+            CatalogAllowList.decide_query(&caller("RS"), s, &["criminal_record".into()], OPEN),
             Decision::Deny(_)
         ));
         assert_eq!(requested_fields(s, None).unwrap(), vec!["name", "gender"]);

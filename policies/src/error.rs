@@ -15,6 +15,10 @@ pub enum Error {
     /// A license request or document that does not fit its type.
     #[error("{0}")]
     InvalidLicense(String),
+    /// A policy file or schema that does not parse or validate (`file:line: …`), or a
+    /// decision that could not be evaluated.
+    #[error("{0}")]
+    Policy(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

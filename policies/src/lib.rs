@@ -15,6 +15,7 @@
 pub mod access;
 pub mod calendar;
 pub mod catalog;
+pub mod cedar;
 mod error;
 pub mod ids;
 pub mod licenses;

@@ -248,12 +248,19 @@ async fn with_binding_off_queries_need_no_case_but_a_named_case_is_still_checked
         .unwrap();
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(entry(&app, &jwks, &r).await.entry.case_id, None);
-    // The catalog's consumer lists still decide who may query at all.
+    // The policies (owner and consumers) still decide who may query at all.
     let r = jc
         .post_json(PERSON, &json!({"subject": subject}))
         .await
         .unwrap();
-    refused(&app, &jwks, &r, "not a consumer", None).await;
+    refused(
+        &app,
+        &jwks,
+        &r,
+        "no policy permits a query of population.person by JC",
+        None,
+    )
+    .await;
     // A case that is named is checked as when binding is required.
     let r = rs
         .post_json(PERSON, &json!({"subject": subject, "case_id": "CASE-X"}))

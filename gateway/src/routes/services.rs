@@ -16,7 +16,7 @@ use paotui_adapters::arrow::datatypes::{DataType, Field, Schema};
 use paotui_adapters::arrow::ipc::writer::StreamWriter;
 use paotui_adapters::arrow::json::WriterBuilder;
 use paotui_adapters::arrow::json::writer::JsonArray;
-use paotui_policies::access::{Decision, FieldPlan, requested_fields};
+use paotui_policies::access::{Binding, Decision, FieldPlan, requested_fields};
 use paotui_policies::catalog::{ParamValue, Sensitivity, Service};
 use paotui_policies::ids::ServiceId;
 use paotui_policies::matters::MatterCode;
@@ -68,9 +68,15 @@ async fn list(
 ) -> Json<Value> {
     scope.update(|c| c.action = Some("service.list".into()));
     let mut out = Vec::new();
+    let policy = app.policy.current();
     for s in app.catalog.services.values() {
         let all: Vec<String> = s.fields.iter().map(|f| f.name.clone()).collect();
-        let Decision::Permit(plan) = app.policy.decide_query(&caller, s, &all) else {
+        // What the caller could receive for a case that grants the query.
+        let for_a_case = Binding {
+            required: true,
+            granted: true,
+        };
+        let Decision::Permit(plan) = policy.decide_query(&caller, s, &all, for_a_case) else {
             continue;
         };
         let fields = s
@@ -333,6 +339,9 @@ async fn query(
     scope.update(|c| c.subject_hmac = Some(subject_hmac.clone()));
     let params = bind_params(service, &subject, &body.params)?;
     let fields = requested_fields(service, body.fields.as_deref())?;
+    let required = app.purpose_binding == PurposeBinding::Required;
+    // A refused binding has answered 403 above; reaching the policy, it granted the query.
+    let granted = case_id.is_some();
     match (&case_id, app.purpose_binding) {
         (Some(case_id), _) => {
             let granted = crate::cases::bind(
@@ -359,7 +368,12 @@ async fn query(
         (None, PurposeBinding::Off) => {}
     }
 
-    let plan = match app.policy.decide_query(&caller, service, &fields) {
+    let plan = match app.policy.current().decide_query(
+        &caller,
+        service,
+        &fields,
+        Binding { required, granted },
+    ) {
         Decision::Permit(plan) => plan,
         Decision::Deny(reason) => {
             scope.update(|c| c.denied = true);

@@ -1,0 +1,955 @@
+//! Cedar policies: the `.cedar` files and schema that decide API actions.
+//!
+//! A policy directory holds one schema (`*.cedarschema`, see `policies/cedar/`) and any
+//! number of `.cedar` files. [`Policies::load_dir`] parses every file, gives each policy
+//! the id of its `@id("…")` annotation (or `file:line`), and validates the whole set
+//! against the schema in strict mode; every problem names its file and line, so
+//! `paotui policy check DIR` can print them all.
+//!
+//! Entities are built per request, and only those a decision can reach: the calling
+//! system, its department and role, and the resource (a service, field, license type,
+//! matter, case or the audit log) with what its attributes point to. Building them from
+//! the catalog per request keeps no second copy of the catalog to drift.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
+    Validator,
+};
+use miette::Diagnostic;
+use paotui_certs::{DeptCode, SystemIdentity};
+
+use crate::access::{AccessPolicy, Decision, FieldPlan, PlannedField};
+use crate::catalog::{Sensitivity, Service};
+use crate::licenses::LicenseType;
+use crate::mask::Mask;
+use crate::matters::Matter;
+use crate::{Error, Result};
+
+/// The role auditor departments (`[audit] auditors`) are members of.
+pub const AUDITOR_ROLE: &str = "auditor";
+
+/// The schema, as shipped in `policies/cedar/`.
+pub const SCHEMA: &str = include_str!("../cedar/paotui.cedarschema");
+
+/// The default policy files, as shipped in `policies/cedar/` (used when the config names
+/// no policy directory, and written into the demo world).
+pub const SHIPPED: [(&str, &str); 4] = [
+    ("audit.cedar", include_str!("../cedar/audit.cedar")),
+    ("cases.cedar", include_str!("../cedar/cases.cedar")),
+    ("data.cedar", include_str!("../cedar/data.cedar")),
+    ("licenses.cedar", include_str!("../cedar/licenses.cedar")),
+];
+
+/// A validated policy set with its schema.
+pub struct Policies {
+    schema: Schema,
+    set: PolicySet,
+    /// Where each policy came from, for messages: id → `file:line`.
+    origin: HashMap<String, String>,
+    auditors: BTreeSet<DeptCode>,
+    authorizer: Authorizer,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policies")
+            .field("policies", &self.origin.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Purpose binding as the policies see it (computed from the case store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    /// Whether this deployment requires a case for the read.
+    pub required: bool,
+    /// Whether the named case grants it.
+    pub granted: bool,
+}
+
+/// What one decision came to, and which policies determined it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Ids of the determining policies: the permits that allowed it, or the forbids
+    /// that denied it (empty when nothing permitted: deny by default).
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate (they are skipped, which can only deny).
+    pub errors: Vec<String>,
+}
+
+impl Verdict {
+    /// A one-line reason for a denial.
+    pub fn reason(&self, what: &str) -> String {
+        if self.policies.is_empty() {
+            format!("no policy permits {what}")
+        } else {
+            format!("{what} is forbidden by policy {}", self.policies.join(", "))
+        }
+    }
+}
+
+/// A resource a decision is about, with the catalog entry it stands for.
+#[derive(Debug, Clone, Copy)]
+pub enum Resource<'a> {
+    Service(&'a Service),
+    Field(&'a Service, &'a str),
+    LicenseType(&'a LicenseType),
+    Matter(&'a Matter),
+    Case(&'a CaseEntity<'a>),
+    AuditLog,
+}
+
+/// A stored case, as an entity.
+#[derive(Debug, Clone)]
+pub struct CaseEntity<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    pub site: &'a str,
+    pub handlers: Vec<&'a str>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn policy_error(file: &str, line: usize, message: impl Into<String>) -> Error {
+    Error::Policy(format!("{file}:{line}: {}", message.into()))
+}
+
+/// The first labelled location of a diagnostic, as a line in `text`.
+fn diagnostic_line(d: &dyn Diagnostic, text: &str) -> usize {
+    d.labels()
+        .and_then(|mut l| l.next())
+        .map_or(1, |l| line_of(text, l.offset()))
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid> {
+    let ty = EntityTypeName::from_str(ty)
+        .map_err(|e| Error::Policy(format!("entity type {ty}: {e}")))?;
+    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+}
+
+fn ent(
+    uid: EntityUid,
+    attrs: impl IntoIterator<Item = (&'static str, RestrictedExpression)>,
+    parents: impl IntoIterator<Item = EntityUid>,
+) -> Result<Entity> {
+    Entity::new(
+        uid,
+        attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        parents.into_iter().collect::<HashSet<_>>(),
+    )
+    .map_err(|e| Error::Policy(format!("entity: {e}")))
+}
+
+fn dept_uid(d: &str) -> Result<EntityUid> {
+    uid("Paotui::Department", d)
+}
+
+fn dept_set<'a>(ds: impl IntoIterator<Item = &'a str>) -> Result<RestrictedExpression> {
+    Ok(RestrictedExpression::new_set(
+        ds.into_iter()
+            .map(|d| dept_uid(d).map(RestrictedExpression::new_entity_uid))
+            .collect::<Result<Vec<_>>>()?,
+    ))
+}
+
+fn sensitivity_name(s: Sensitivity) -> &'static str {
+    match s {
+        Sensitivity::Public => "public",
+        Sensitivity::Internal => "internal",
+        Sensitivity::Personal => "personal",
+        Sensitivity::Secret => "secret",
+    }
+}
+
+impl Policies {
+    /// Loads and validates a policy directory: one `*.cedarschema`, every `*.cedar`.
+    pub fn load_dir(dir: &Path, auditors: BTreeSet<DeptCode>) -> Result<Self> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| Error::Policy(format!("{}: {e}", p.display())))
+        };
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::Policy(format!("{}: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        let schemas: Vec<&PathBuf> = entries
+            .iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "cedarschema"))
+            .collect();
+        let [schema] = schemas.as_slice() else {
+            return Err(Error::Policy(format!(
+                "{}: expected exactly one .cedarschema file, found {}",
+                dir.display(),
+                schemas.len()
+            )));
+        };
+        let mut files = Vec::new();
+        for p in entries
+            .iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        {
+            files.push((p.display().to_string(), read(p)?));
+        }
+        if files.is_empty() {
+            return Err(Error::Policy(format!(
+                "{}: no .cedar policy files",
+                dir.display()
+            )));
+        }
+        Self::from_sources(
+            (&schema.display().to_string(), &read(schema)?),
+            &files,
+            auditors,
+        )
+    }
+
+    /// The shipped schema and policies.
+    pub fn shipped(auditors: BTreeSet<DeptCode>) -> Result<Self> {
+        let files: Vec<(String, String)> = SHIPPED
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+            .collect();
+        Self::from_sources(("paotui.cedarschema", SCHEMA), &files, auditors)
+    }
+
+    /// Parses and validates a schema and policy files given as (name, text).
+    pub fn from_sources(
+        (schema_name, schema_text): (&str, &str),
+        files: &[(String, String)],
+        auditors: BTreeSet<DeptCode>,
+    ) -> Result<Self> {
+        let (schema, _warnings) = Schema::from_cedarschema_str(schema_text).map_err(|e| {
+            policy_error(schema_name, diagnostic_line(&e, schema_text), e.to_string())
+        })?;
+        let mut set = PolicySet::new();
+        let mut origin = HashMap::new();
+        let mut texts = HashMap::new();
+        let mut problems = Vec::new();
+        for (name, text) in files {
+            let parsed = match PolicySet::from_str(text) {
+                Ok(p) => p,
+                Err(e) => {
+                    for err in e.iter() {
+                        problems.push(format!("{name}:{}: {err}", diagnostic_line(err, text)));
+                    }
+                    continue;
+                }
+            };
+            // Policies come back in source order, each starting with its effect keyword.
+            let starts: Vec<usize> = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| {
+                    let t = l.trim_start();
+                    t.starts_with("permit") || t.starts_with("forbid")
+                })
+                .map(|(i, _)| i + 1)
+                .collect();
+            let mut ordered: Vec<&Policy> = parsed.policies().collect();
+            // Default ids are policy0, policy1, … in source order.
+            ordered.sort_by_key(|p| {
+                p.id()
+                    .to_string()
+                    .trim_start_matches("policy")
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX)
+            });
+            for (n, p) in ordered.into_iter().enumerate() {
+                let line = starts.get(n).copied().unwrap_or(1);
+                let id = p
+                    .annotation("id")
+                    .map_or_else(|| format!("{name}:{line}"), str::to_owned);
+                if let Some(prev) = origin.get(&id) {
+                    problems.push(format!(
+                        "{name}:{line}: policy id {id:?} is already used at {prev}"
+                    ));
+                    continue;
+                }
+                let renamed: Policy = p.new_id(PolicyId::new(&id));
+                if let Err(e) = set.add(renamed) {
+                    problems.push(format!("{name}:{line}: {e}"));
+                    continue;
+                }
+                origin.insert(id.clone(), format!("{name}:{line}"));
+                texts.insert(id, (name.clone(), text.clone()));
+            }
+        }
+        if problems.is_empty() {
+            let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+            for e in result.validation_errors() {
+                let id = e.policy_id().to_string();
+                let at = match texts.get(&id) {
+                    Some((name, text)) => format!("{name}:{}", diagnostic_line(e, text)),
+                    None => id.clone(),
+                };
+                problems.push(format!("{at}: policy {id}: {e}"));
+            }
+        }
+        if !problems.is_empty() {
+            let mut msg = String::new();
+            for (i, p) in problems.iter().enumerate() {
+                if i > 0 {
+                    msg.push('\n');
+                }
+                let _ = write!(msg, "{p}");
+            }
+            return Err(Error::Policy(msg));
+        }
+        Ok(Policies {
+            schema,
+            set,
+            origin,
+            auditors,
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// How many policies the set holds.
+    pub fn len(&self) -> usize {
+        self.origin.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.origin.is_empty()
+    }
+
+    /// Where policy `id` was written (`file:line`).
+    pub fn origin(&self, id: &str) -> Option<&str> {
+        self.origin.get(id).map(String::as_str)
+    }
+
+    fn principal(&self, caller: &SystemIdentity, out: &mut Vec<Entity>) -> Result<EntityUid> {
+        let d = caller.dept.as_str();
+        let role = uid("Paotui::Role", AUDITOR_ROLE)?;
+        let dept = dept_uid(d)?;
+        let is_auditor = self.auditors.contains(&caller.dept);
+        out.push(ent(dept.clone(), [], is_auditor.then(|| role.clone()))?);
+        if is_auditor {
+            out.push(ent(role, [], [])?);
+        }
+        let system = uid(
+            "Paotui::System",
+            &format!("{}/{}", caller.dept, caller.system),
+        )?;
+        out.push(ent(
+            system.clone(),
+            [(
+                "department",
+                RestrictedExpression::new_entity_uid(dept.clone()),
+            )],
+            [dept],
+        )?);
+        Ok(system)
+    }
+
+    fn service_entity(s: &Service, out: &mut Vec<Entity>) -> Result<EntityUid> {
+        let u = uid("Paotui::Service", s.id.as_str())?;
+        out.push(ent(
+            u.clone(),
+            [
+                (
+                    "owner",
+                    RestrictedExpression::new_entity_uid(dept_uid(s.owner.as_str())?),
+                ),
+                (
+                    "consumers",
+                    dept_set(s.consumers.iter().map(DeptCode::as_str))?,
+                ),
+                (
+                    "personal_grants",
+                    dept_set(s.personal_grants.iter().map(DeptCode::as_str))?,
+                ),
+            ],
+            [],
+        )?);
+        Ok(u)
+    }
+
+    fn resource(&self, r: Resource<'_>, out: &mut Vec<Entity>) -> Result<EntityUid> {
+        match r {
+            Resource::Service(s) => Self::service_entity(s, out),
+            Resource::Field(s, name) => {
+                let spec = s.field(name).ok_or_else(|| {
+                    Error::InvalidParam(format!("unknown field {name:?} for service {}", s.id))
+                })?;
+                let service = Self::service_entity(s, out)?;
+                let u = uid("Paotui::Field", &format!("{}.{name}", s.id))?;
+                out.push(ent(
+                    u.clone(),
+                    [
+                        ("service", RestrictedExpression::new_entity_uid(service)),
+                        (
+                            "sensitivity",
+                            RestrictedExpression::new_string(
+                                sensitivity_name(spec.sensitivity).to_owned(),
+                            ),
+                        ),
+                    ],
+                    [],
+                )?);
+                Ok(u)
+            }
+            Resource::LicenseType(t) => {
+                let u = uid("Paotui::LicenseType", t.code.as_str())?;
+                out.push(ent(
+                    u.clone(),
+                    [(
+                        "issuer",
+                        RestrictedExpression::new_entity_uid(dept_uid(t.issuer.as_str())?),
+                    )],
+                    [],
+                )?);
+                Ok(u)
+            }
+            Resource::Matter(m) => {
+                let u = uid("Paotui::Matter", m.code.as_str())?;
+                out.push(ent(
+                    u.clone(),
+                    [(
+                        "owner",
+                        RestrictedExpression::new_entity_uid(dept_uid(m.owner.as_str())?),
+                    )],
+                    [],
+                )?);
+                Ok(u)
+            }
+            Resource::Case(c) => {
+                let u = uid("Paotui::Case", c.id)?;
+                let open = !crate::purpose::FINAL_STATUSES.contains(&c.status);
+                out.push(ent(
+                    u.clone(),
+                    [
+                        (
+                            "status",
+                            RestrictedExpression::new_string(c.status.to_owned()),
+                        ),
+                        ("open", RestrictedExpression::new_bool(open)),
+                        (
+                            "site",
+                            RestrictedExpression::new_entity_uid(dept_uid(c.site)?),
+                        ),
+                        ("handlers", dept_set(c.handlers.iter().copied())?),
+                    ],
+                    [],
+                )?);
+                Ok(u)
+            }
+            Resource::AuditLog => {
+                let u = uid("Paotui::AuditLog", "log")?;
+                out.push(ent(u.clone(), [], [])?);
+                Ok(u)
+            }
+        }
+    }
+
+    /// Decides `action` (e.g. `"query"`) by `caller` on `resource`, with `context` pairs.
+    pub fn authorize(
+        &self,
+        caller: &SystemIdentity,
+        action: &str,
+        resource: Resource<'_>,
+        context: Vec<(String, RestrictedExpression)>,
+    ) -> Result<Verdict> {
+        let mut entities = Vec::with_capacity(6);
+        let principal = self.principal(caller, &mut entities)?;
+        let resource = self.resource(resource, &mut entities)?;
+        // Departments the attributes point to need not exist as entities: equality and
+        // set membership compare ids, and no policy reads a department's attributes.
+        let entities = Entities::from_entities(entities, Some(&self.schema))
+            .map_err(|e| Error::Policy(format!("entities: {e}")))?;
+        let action = uid("Paotui::Action", action)?;
+        let context =
+            Context::from_pairs(context).map_err(|e| Error::Policy(format!("context: {e}")))?;
+        let request = Request::new(principal, action, resource, context, Some(&self.schema))
+            .map_err(|e| Error::Policy(format!("request: {e}")))?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.set, &entities);
+        let d = response.diagnostics();
+        Ok(Verdict {
+            allowed: response.decision() == CedarDecision::Allow,
+            policies: d.reason().map(ToString::to_string).collect(),
+            errors: d.errors().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// The `binding` context member of reads bound to cases.
+    pub fn binding_context(b: Binding) -> Vec<(String, RestrictedExpression)> {
+        vec![(
+            "binding".to_owned(),
+            // Two distinct keys: building the record cannot fail.
+            RestrictedExpression::new_record([
+                (
+                    "required".to_owned(),
+                    RestrictedExpression::new_bool(b.required),
+                ),
+                (
+                    "granted".to_owned(),
+                    RestrictedExpression::new_bool(b.granted),
+                ),
+            ])
+            .unwrap_or_else(|_| RestrictedExpression::new_bool(false)),
+        )]
+    }
+
+    /// Whether `caller` may query `service` under `binding`.
+    pub fn query(
+        &self,
+        caller: &SystemIdentity,
+        service: &Service,
+        binding: Binding,
+    ) -> Result<Verdict> {
+        self.authorize(
+            caller,
+            "query",
+            Resource::Service(service),
+            Self::binding_context(binding),
+        )
+    }
+
+    /// Which of `fields` leave in clear, masked, or not at all.
+    pub fn field_plan(
+        &self,
+        caller: &SystemIdentity,
+        service: &Service,
+        fields: &[String],
+    ) -> Result<FieldPlan> {
+        let mut plan = FieldPlan::default();
+        for name in fields {
+            let Some(spec) = service.field(name) else {
+                plan.withheld.push(name.clone());
+                continue;
+            };
+            let field = Resource::Field(service, name);
+            if self.authorize(caller, "read_field", field, vec![])?.allowed {
+                plan.fields.push(PlannedField {
+                    name: name.clone(),
+                    mask: None,
+                });
+            } else if self
+                .authorize(caller, "read_field_masked", field, vec![])?
+                .allowed
+            {
+                plan.fields.push(PlannedField {
+                    name: name.clone(),
+                    mask: spec.mask.or(Some(Mask::Full)),
+                });
+            } else {
+                plan.withheld.push(name.clone());
+            }
+        }
+        Ok(plan)
+    }
+}
+
+impl AccessPolicy for Policies {
+    fn decide_query(
+        &self,
+        caller: &SystemIdentity,
+        service: &Service,
+        fields: &[String],
+        binding: Binding,
+    ) -> Decision {
+        let verdict = match self.query(caller, service, binding) {
+            Ok(v) => v,
+            Err(e) => return Decision::Deny(format!("policy evaluation failed: {e}")),
+        };
+        if !verdict.allowed {
+            return Decision::Deny(
+                verdict.reason(&format!("a query of {} by {}", service.id, caller.dept)),
+            );
+        }
+        match self.field_plan(caller, service, fields) {
+            Ok(plan) if plan.fields.is_empty() => Decision::Deny(format!(
+                "none of the requested fields of {} may be released to {}",
+                service.id, caller.dept
+            )),
+            Ok(plan) => Decision::Permit(plan),
+            Err(e) => Decision::Deny(format!("policy evaluation failed: {e}")),
+        }
+    }
+}
+
+/// `n` distinct, schema-valid policies shaped like real ones (per-department, per-service
+/// grants with conditions), for measuring decisions over a large set.
+pub fn generated_policies(n: usize) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        let _ = writeln!(
+            out,
+            "@id(\"generated-{i}\")\npermit (principal in Paotui::Department::\"D{i:04}\", action == Paotui::Action::\"query\", resource == Paotui::Service::\"svc.{i}\")\nwhen {{ context.binding.granted && resource.consumers.contains(principal.department) }};"
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::CatalogAllowList;
+    use crate::catalog::Catalog;
+    use paotui_certs::SystemId;
+
+    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cedar");
+
+    fn catalog() -> Catalog {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/catalog.toml"
+        ))
+        .unwrap();
+        Catalog::parse("examples/catalog.toml", &text).unwrap()
+    }
+
+    fn shipped() -> Policies {
+        Policies::load_dir(
+            Path::new(DIR),
+            BTreeSet::from([DeptCode::parse("JC").unwrap()]),
+        )
+        .unwrap()
+    }
+
+    fn caller(d: &str) -> SystemIdentity {
+        SystemIdentity {
+            dept: DeptCode::parse(d).unwrap(),
+            system: SystemId::parse("s1").unwrap(),
+            serial: "01".into(),
+        }
+    }
+
+    fn schema_text() -> String {
+        std::fs::read_to_string(format!("{DIR}/paotui.cedarschema")).unwrap()
+    }
+
+    fn load(policy: &str) -> Result<Policies> {
+        Policies::from_sources(
+            ("paotui.cedarschema", &schema_text()),
+            &[("test.cedar".into(), policy.into())],
+            BTreeSet::new(),
+        )
+    }
+
+    #[test]
+    fn the_shipped_policies_validate_and_carry_ids() {
+        assert_eq!(
+            Policies::shipped(BTreeSet::new()).unwrap().len(),
+            shipped().len()
+        );
+        let p = shipped();
+        assert!(p.len() >= 12, "{}", p.len());
+        assert!(
+            p.origin("query-needs-its-case")
+                .unwrap()
+                .ends_with("data.cedar:13"),
+            "{:?}",
+            p.origin("query-needs-its-case")
+        );
+    }
+
+    #[test]
+    fn broken_policies_are_named_by_file_and_line() {
+        // A syntax error on line 3.
+        let e = load("// c\n\npermit (principal, action, resource) when { };\n").unwrap_err();
+        assert!(e.to_string().starts_with("test.cedar:3:"), "{e}");
+        // An attribute the schema does not have, on line 2.
+        let e = load(
+            "permit (principal, action == Paotui::Action::\"query\", resource)\n  when { resource.ownr == principal.department };\n",
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("test.cedar:2:"), "{msg}");
+        assert!(msg.contains("ownr"), "{msg}");
+        // An unknown action.
+        let e = load(
+            "permit (principal, action == Paotui::Action::\"delete_everything\", resource);\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("delete_everything"), "{e}");
+        // Two policies with one id.
+        let e = load(
+            "@id(\"a\")\npermit (principal, action == Paotui::Action::\"open_case\", resource);\n@id(\"a\")\npermit (principal, action == Paotui::Action::\"open_case\", resource);\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("test.cedar:4: policy id \"a\" is already used at test.cedar:2"),
+            "{e}"
+        );
+        // A broken schema names its line too.
+        let e = Policies::from_sources(
+            (
+                "s.cedarschema",
+                "namespace Paotui {\n  entity Foo {\n    x: Strin,\n  };\n}\n",
+            ),
+            &[(
+                "t.cedar".into(),
+                "permit (principal, action, resource);".into(),
+            )],
+            BTreeSet::new(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("s.cedarschema:"), "{e}");
+        // A directory without a schema.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.cedar"),
+            "permit (principal, action, resource);",
+        )
+        .unwrap();
+        let e = Policies::load_dir(dir.path(), BTreeSet::new()).unwrap_err();
+        assert!(e.to_string().contains("exactly one .cedarschema"), "{e}");
+    }
+
+    /// Cedar decides data queries exactly as the catalog's allow lists did: for every
+    /// department, service and field of the demo catalog, the same permit/deny and the same
+    /// field plan (clear, masked how, withheld).
+    #[test]
+    fn cedar_field_plans_match_the_catalog_allow_lists() {
+        let cat = catalog();
+        let p = shipped();
+        let granted = Binding {
+            required: true,
+            granted: true,
+        };
+        let mut compared = 0;
+        for d in cat.departments.keys() {
+            let c = caller(d.as_str());
+            for s in cat.services.values() {
+                let all: Vec<String> = s.fields.iter().map(|f| f.name.clone()).collect();
+                let mut sets = vec![all.clone()];
+                sets.extend(all.iter().map(|f| vec![f.clone()]));
+                for fields in sets {
+                    let want = CatalogAllowList.decide_query(&c, s, &fields, granted);
+                    let got = p.decide_query(&c, s, &fields, granted);
+                    match (&want, &got) {
+                        (Decision::Permit(a), Decision::Permit(b)) => {
+                            assert_eq!(a, b, "{d} {}", s.id)
+                        }
+                        (Decision::Deny(_), Decision::Deny(_)) => {}
+                        _ => panic!("{d} {} {fields:?}: {want:?} vs {got:?}", s.id),
+                    }
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 100, "{compared}");
+    }
+
+    #[test]
+    fn decisions_name_their_determining_policies() {
+        let cat = catalog();
+        let p = shipped();
+        let person = &cat.services[&crate::ids::ServiceId::parse("population.person").unwrap()];
+        let v = p
+            .query(
+                &caller("SC"),
+                person,
+                Binding {
+                    required: true,
+                    granted: true,
+                },
+            )
+            .unwrap();
+        assert!(v.allowed);
+        assert_eq!(v.policies, ["query-owner-or-consumer"]);
+        let v = p
+            .query(
+                &caller("SC"),
+                person,
+                Binding {
+                    required: true,
+                    granted: false,
+                },
+            )
+            .unwrap();
+        assert!(!v.allowed);
+        assert_eq!(v.policies, ["query-needs-its-case"]);
+        assert!(
+            v.reason("a query")
+                .contains("forbidden by policy query-needs-its-case")
+        );
+        let v = p
+            .query(
+                &caller("JC"),
+                person,
+                Binding {
+                    required: false,
+                    granted: false,
+                },
+            )
+            .unwrap();
+        assert!(!v.allowed);
+        assert!(v.policies.is_empty());
+        assert_eq!(v.reason("a query"), "no policy permits a query");
+    }
+
+    /// Callers × actions × case states → permit/deny, each cell asserted.
+    #[test]
+    fn matrix_of_callers_actions_and_case_states() {
+        let cat = catalog();
+        let p = shipped();
+        let yyzz = &cat.license_types[&crate::licenses::TypeCode::parse("YYZZ").unwrap()];
+        let matter = &cat.matters[&crate::matters::MatterCode::parse("SC-GTGSH-SL").unwrap()];
+        let granted = || {
+            Policies::binding_context(Binding {
+                required: true,
+                granted: true,
+            })
+        };
+        let refused = || {
+            Policies::binding_context(Binding {
+                required: true,
+                granted: false,
+            })
+        };
+        let event = |e: &str| {
+            vec![(
+                "event".to_owned(),
+                RestrictedExpression::new_string(e.to_owned()),
+            )]
+        };
+        for status in ["accepted", "approved", "completed", "rejected"] {
+            let open = !crate::purpose::FINAL_STATUSES.contains(&status);
+            let case = CaseEntity {
+                id: "CASE-1",
+                status,
+                site: "ZW",
+                handlers: vec!["SC"],
+            };
+            for (who, action, resource, ctx, want) in [
+                (
+                    "SC",
+                    "issue_license",
+                    Resource::LicenseType(yyzz),
+                    vec![],
+                    true,
+                ),
+                (
+                    "GA",
+                    "issue_license",
+                    Resource::LicenseType(yyzz),
+                    vec![],
+                    false,
+                ),
+                (
+                    "SC",
+                    "change_license_status",
+                    Resource::LicenseType(yyzz),
+                    vec![],
+                    true,
+                ),
+                (
+                    "ZW",
+                    "change_license_status",
+                    Resource::LicenseType(yyzz),
+                    vec![],
+                    false,
+                ),
+                (
+                    "ZW",
+                    "fetch_license",
+                    Resource::LicenseType(yyzz),
+                    granted(),
+                    true,
+                ),
+                (
+                    "ZW",
+                    "fetch_license",
+                    Resource::LicenseType(yyzz),
+                    refused(),
+                    false,
+                ),
+                ("RS", "open_case", Resource::Matter(matter), vec![], true),
+                (
+                    "SC",
+                    "advance_case",
+                    Resource::Case(&case),
+                    event("approved"),
+                    open,
+                ),
+                (
+                    "ZW",
+                    "advance_case",
+                    Resource::Case(&case),
+                    event("approved"),
+                    false,
+                ),
+                (
+                    "ZW",
+                    "advance_case",
+                    Resource::Case(&case),
+                    event("supplemented"),
+                    open,
+                ),
+                (
+                    "RS",
+                    "advance_case",
+                    Resource::Case(&case),
+                    event("supplemented"),
+                    false,
+                ),
+                ("ZW", "read_case", Resource::Case(&case), vec![], true),
+                ("SC", "read_case", Resource::Case(&case), vec![], true),
+                ("JC", "read_case", Resource::Case(&case), vec![], true),
+                ("RS", "read_case", Resource::Case(&case), vec![], false),
+                ("JC", "read_audit", Resource::AuditLog, vec![], true),
+                ("JC", "run_sql", Resource::AuditLog, vec![], true),
+                ("SC", "read_audit", Resource::AuditLog, vec![], false),
+                ("ZW", "run_sql", Resource::AuditLog, vec![], false),
+            ] {
+                let v = p.authorize(&caller(who), action, resource, ctx).unwrap();
+                assert_eq!(v.allowed, want, "{status}: {who} {action}: {v:?}");
+                assert!(v.errors.is_empty(), "{v:?}");
+            }
+        }
+    }
+
+    /// The benchmark's large set: 1,000 policies validate and still decide correctly.
+    #[test]
+    fn a_thousand_generated_policies_validate() {
+        let mut files = vec![];
+        for f in std::fs::read_dir(DIR).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_some_and(|x| x == "cedar") {
+                files.push((
+                    path.display().to_string(),
+                    std::fs::read_to_string(&path).unwrap(),
+                ));
+            }
+        }
+        let shipped_count = shipped().len();
+        files.push((
+            "generated.cedar".into(),
+            generated_policies(1000 - shipped_count),
+        ));
+        let p = Policies::from_sources(
+            ("paotui.cedarschema", &schema_text()),
+            &files,
+            BTreeSet::new(),
+        )
+        .unwrap();
+        assert_eq!(p.len(), 1000);
+        let cat = catalog();
+        let person = &cat.services[&crate::ids::ServiceId::parse("population.person").unwrap()];
+        let v = p
+            .query(
+                &caller("SC"),
+                person,
+                Binding {
+                    required: true,
+                    granted: false,
+                },
+            )
+            .unwrap();
+        assert!(!v.allowed);
+    }
+}
