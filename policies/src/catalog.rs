@@ -375,6 +375,18 @@ fn parse_matter(ctx: &Ctx<'_>, cat: &Catalog, m: RawMatter) -> Result<Matter> {
     })
 }
 
+/// The demo catalog (`examples/catalog.toml`): its matters, services and license types
+/// are the real ones the gateway runs with, so tests decide against them.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn demo_catalog() -> Catalog {
+    Catalog::parse(
+        "examples/catalog.toml",
+        include_str!("../../examples/catalog.toml"),
+    )
+    .unwrap()
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;

@@ -374,6 +374,27 @@ impl Policies {
         Ok(u)
     }
 
+    /// An entity whose one attribute is a department (a license type's issuer, a
+    /// matter's owner).
+    fn dept_attr_entity(
+        ty: &str,
+        id: &str,
+        attr: &'static str,
+        dept: &DeptCode,
+        out: &mut Vec<Entity>,
+    ) -> Result<EntityUid> {
+        let u = uid(ty, id)?;
+        out.push(ent(
+            u.clone(),
+            [(
+                attr,
+                RestrictedExpression::new_entity_uid(dept_uid(dept.as_str())?),
+            )],
+            [],
+        )?);
+        Ok(u)
+    }
+
     fn resource(&self, r: Resource<'_>, out: &mut Vec<Entity>) -> Result<EntityUid> {
         match r {
             Resource::Service(s) => Self::service_entity(s, out),
@@ -398,29 +419,15 @@ impl Policies {
                 )?);
                 Ok(u)
             }
-            Resource::LicenseType(t) => {
-                let u = uid("Paotui::LicenseType", t.code.as_str())?;
-                out.push(ent(
-                    u.clone(),
-                    [(
-                        "issuer",
-                        RestrictedExpression::new_entity_uid(dept_uid(t.issuer.as_str())?),
-                    )],
-                    [],
-                )?);
-                Ok(u)
-            }
+            Resource::LicenseType(t) => Self::dept_attr_entity(
+                "Paotui::LicenseType",
+                t.code.as_str(),
+                "issuer",
+                &t.issuer,
+                out,
+            ),
             Resource::Matter(m) => {
-                let u = uid("Paotui::Matter", m.code.as_str())?;
-                out.push(ent(
-                    u.clone(),
-                    [(
-                        "owner",
-                        RestrictedExpression::new_entity_uid(dept_uid(m.owner.as_str())?),
-                    )],
-                    [],
-                )?);
-                Ok(u)
+                Self::dept_attr_entity("Paotui::Matter", m.code.as_str(), "owner", &m.owner, out)
             }
             Resource::Case(c) => {
                 let u = uid("Paotui::Case", c.id)?;
@@ -596,19 +603,11 @@ pub fn generated_policies(n: usize) -> String {
 mod tests {
     use super::*;
     use crate::access::CatalogAllowList;
-    use crate::catalog::Catalog;
     use paotui_certs::SystemId;
 
     const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cedar");
 
-    fn catalog() -> Catalog {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/catalog.toml"
-        ))
-        .unwrap();
-        Catalog::parse("examples/catalog.toml", &text).unwrap()
-    }
+    use crate::catalog::demo_catalog as catalog;
 
     fn shipped() -> Policies {
         Policies::load_dir(

@@ -121,15 +121,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The demo catalog: its matters are the real ones the gateway runs with.
-    fn catalog() -> Catalog {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/catalog.toml"
-        ))
-        .unwrap();
-        Catalog::parse("examples/catalog.toml", &text).unwrap()
-    }
+    use crate::catalog::demo_catalog as catalog;
 
     fn dept(d: &str) -> DeptCode {
         DeptCode::parse(d).unwrap()
