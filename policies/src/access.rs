@@ -1,7 +1,8 @@
 //! The access decision for a data query, and the field plan it yields.
 //!
-//! [`AccessPolicy`] is the seam: today [`CatalogAllowList`] decides from the catalog's
-//! `consumers` / `personal_grants` lists; Cedar policies implement the same trait later.
+//! [`AccessPolicy`] is the seam: the gateway decides with Cedar ([`crate::cedar::Policies`]);
+//! [`CatalogAllowList`], the catalog's `consumers` / `personal_grants` lists read directly,
+//! is the reference the Cedar policies are tested equal to.
 
 use paotui_certs::SystemIdentity;
 use serde::Serialize;
@@ -70,7 +71,7 @@ pub trait AccessPolicy: Send + Sync {
     ) -> Decision;
 }
 
-/// The interim policy: the catalog's allow lists.
+/// The catalog's allow lists read directly (the reference for the shipped Cedar policies).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CatalogAllowList;
 

@@ -12,7 +12,7 @@
 //! source = "population"            # a [sources.<name>] in paotui.toml
 //! subject = "id_number"            # the subject kind bound to :subject
 //! query = "SELECT ... WHERE id_number = :subject"
-//! consumers = ["RS", "MZ"]         # departments allowed to query (interim allow list)
+//! consumers = ["RS", "MZ"]         # departments allowed to query (read by the Cedar policies)
 //! personal_grants = ["MZ"]         # consumers that see personal fields unmasked
 //! default_fields = ["name", "gender"]
 //!
