@@ -121,14 +121,19 @@ impl AccessPolicy for CatalogAllowList {
                 Sensitivity::Secret => plan.withheld.push(name.clone()),
             }
         }
-        if plan.fields.is_empty() {
-            return Decision::Deny(format!(
-                "none of the requested fields of {} may be released to {}",
-                service.id, caller.dept
-            ));
-        }
-        Decision::Permit(plan)
+        permit_plan(plan, caller, service)
     }
+}
+
+/// A permitted query with its field plan, or a denial when no requested field may leave.
+pub fn permit_plan(plan: FieldPlan, caller: &SystemIdentity, service: &Service) -> Decision {
+    if plan.fields.is_empty() {
+        return Decision::Deny(format!(
+            "none of the requested fields of {} may be released to {}",
+            service.id, caller.dept
+        ));
+    }
+    Decision::Permit(plan)
 }
 
 #[cfg(test)]

@@ -576,11 +576,7 @@ impl AccessPolicy for Policies {
             );
         }
         match self.field_plan(caller, service, fields) {
-            Ok(plan) if plan.fields.is_empty() => Decision::Deny(format!(
-                "none of the requested fields of {} may be released to {}",
-                service.id, caller.dept
-            )),
-            Ok(plan) => Decision::Permit(plan),
+            Ok(plan) => crate::access::permit_plan(plan, caller, service),
             Err(e) => Decision::Deny(format!("policy evaluation failed: {e}")),
         }
     }
