@@ -61,6 +61,10 @@ fn entry(i: u64) -> NewAuditEntry {
         subject_hmac: Some(format!("{:064x}", i.wrapping_mul(0x9e37_79b9))),
         fields: vec!["name".into(), "gender".into(), "address".into()],
         body_sha256: Some(format!("{:064x}", i)),
+        decision: Some(paotui_repository::PolicyDecision {
+            allowed: true,
+            policies: vec!["query-owner-or-consumer".into()],
+        }),
     }
 }
 

@@ -35,15 +35,7 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
     }
     let key = Arc::new(key);
     let audit = AuditLog::open(store.clone(), key.clone(), cfg.audit.options()?).await?;
-    let auditors = cfg
-        .audit
-        .auditors
-        .iter()
-        .map(|d| {
-            paotui_certs::DeptCode::parse(d)
-                .map_err(|e| Error::Config(format!("[audit] auditors: {d:?}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let auditors = auditors(cfg)?;
     let subject_key = SubjectKey::load_or_generate(&cfg.path(&cfg.keys.subject_hmac))?;
     let catalog_path = cfg.path(&cfg.catalog);
     let catalog = cfg.load_catalog()?;
@@ -154,6 +146,18 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
 
 /// The Cedar policies named by `[policy] dir`, or the shipped ones; validated against the
 /// schema (a broken file is refused with its file and line).
+/// `[audit] auditors`, parsed.
+pub fn auditors(cfg: &Config) -> Result<Vec<paotui_certs::DeptCode>> {
+    cfg.audit
+        .auditors
+        .iter()
+        .map(|d| {
+            paotui_certs::DeptCode::parse(d)
+                .map_err(|e| Error::Config(format!("[audit] auditors: {d:?}: {e}")))
+        })
+        .collect()
+}
+
 pub fn load_policies(cfg: &Config, auditors: &[paotui_certs::DeptCode]) -> Result<Policies> {
     let auditors = auditors.iter().cloned().collect();
     match &cfg.policy.dir {

@@ -16,7 +16,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use paotui_certs::{SystemIdentity, httpsig};
-use paotui_repository::{NewAuditEntry, Outcome};
+use paotui_repository::{NewAuditEntry, Outcome, PolicyDecision};
 use tracing::Instrument;
 
 use crate::Error;
@@ -51,6 +51,8 @@ pub struct AuditContext {
     pub fields: Vec<String>,
     /// Set by handlers that refuse on policy grounds; otherwise derived from the status.
     pub denied: bool,
+    /// The access policy's decision on the request (set by [`crate::authz::Authz`]).
+    pub decision: Option<PolicyDecision>,
 }
 
 /// Shared handle to the request's [`AuditContext`].
@@ -181,6 +183,21 @@ pub async fn audit_and_sign(State(app): State<AppState>, mut req: Request, next:
     .await
 }
 
+/// Deny by default: a success answer that no policy decision allowed never leaves. Every
+/// route asks [`crate::authz::Authz`]; reaching the refusal is a bug in the route, said
+/// loudly in the log.
+fn deny_undecided(response: Response, ctx: &AuditContext, route: &str) -> Response {
+    let allowed = matches!(ctx.decision, Some(PolicyDecision { allowed: true, .. }));
+    if response.status().is_success() && !allowed {
+        tracing::error!(%route, "answer without an allowing policy decision refused");
+        return Error::Forbidden(
+            "no access policy decision allowed this request (denied by default)".into(),
+        )
+        .into_response();
+    }
+    response
+}
+
 async fn finish(
     app: &AppState,
     ctx: AuditContext,
@@ -190,6 +207,7 @@ async fn finish(
     default_action: String,
     response: Response,
 ) -> Response {
+    let response = deny_undecided(response, &ctx, &default_action);
     let (mut parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
@@ -226,6 +244,7 @@ async fn finish(
             vec![]
         },
         body_sha256: Some(body_sha256),
+        decision: ctx.decision,
     };
     let index = match app
         .audit
@@ -287,4 +306,53 @@ async fn finish(
         }
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn status_of(r: &Response) -> StatusCode {
+        r.status()
+    }
+
+    #[test]
+    fn a_success_answer_without_an_allowing_decision_is_refused() {
+        let ok = || (StatusCode::OK, "secret rows").into_response();
+        // No decision at all (a handler that forgot to ask).
+        let r = deny_undecided(ok(), &AuditContext::default(), "GET /v1/x");
+        assert_eq!(status_of(&r), StatusCode::FORBIDDEN);
+        assert!(r.extensions().get::<AuditReason>().is_some());
+        // A denying decision followed by a success answer (a handler that ignored it).
+        let denied = AuditContext {
+            decision: Some(PolicyDecision {
+                allowed: false,
+                policies: vec![],
+            }),
+            ..AuditContext::default()
+        };
+        assert_eq!(
+            status_of(&deny_undecided(ok(), &denied, "GET /v1/x")),
+            StatusCode::FORBIDDEN
+        );
+        // Allowed: the answer leaves as it is.
+        let allowed = AuditContext {
+            decision: Some(PolicyDecision {
+                allowed: true,
+                policies: vec!["p".into()],
+            }),
+            ..AuditContext::default()
+        };
+        assert_eq!(
+            status_of(&deny_undecided(ok(), &allowed, "GET /v1/x")),
+            StatusCode::OK
+        );
+        // Errors need no decision (bad input is answered before any is made).
+        let bad = (StatusCode::BAD_REQUEST, "bad").into_response();
+        assert_eq!(
+            status_of(&deny_undecided(bad, &AuditContext::default(), "GET /v1/x")),
+            StatusCode::BAD_REQUEST
+        );
+    }
 }

@@ -245,9 +245,13 @@ fn usable(l: &paotui_repository::StoredLicense, today: NaiveDate) -> bool {
     licenses::effective_status(status, from, until, today) == "valid"
 }
 
-/// Purpose binding at the edge: loads case `case_id` and decides the request with
+/// What purpose binding found for a read: the matters of the case that grant it, or why
+/// the case does not.
+pub type Bound<'a> = std::result::Result<Vec<&'a paotui_policies::matters::Matter>, String>;
+
+/// Purpose binding at the edge: loads case `case_id` and judges the request with
 /// [`purpose::bind`], recording the case (and the matter, when one is named) in the audit
-/// entry. Every refusal marks the entry denied and answers 403 with the reason.
+/// entry. The outcome goes to the policies as the `binding` context, which decide.
 pub async fn bind<'a>(
     app: &'a crate::state::AppState,
     scope: &crate::audit::AuditScope,
@@ -256,17 +260,13 @@ pub async fn bind<'a>(
     matter: Option<&MatterCode>,
     subject_hmac: &str,
     want: purpose::Want<'_>,
-) -> Result<Vec<&'a paotui_policies::matters::Matter>> {
+) -> Result<Bound<'a>> {
     scope.update(|c| {
         c.case_id = Some(case_id.to_owned());
         c.matter = matter.map(ToString::to_string);
     });
-    let deny = |why: String| {
-        scope.update(|c| c.denied = true);
-        Error::Forbidden(why)
-    };
     let Some((case, matters)) = app.store.case(case_id).await? else {
-        return Err(deny(format!("there is no case {case_id}")));
+        return Ok(Err(format!("there is no case {case_id}")));
     };
     let facts = purpose::CaseFacts {
         id: &case.id,
@@ -287,7 +287,7 @@ pub async fn bind<'a>(
         matter,
         want,
     };
-    purpose::bind(&app.catalog, &facts, &req).map_err(deny)
+    Ok(purpose::bind(&app.catalog, &facts, &req))
 }
 
 #[cfg(test)]

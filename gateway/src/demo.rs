@@ -300,14 +300,28 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let world = World::open_or_build_with(&opts.dir, opts.people, &opts.placement).await?;
     // The walk-through follows this build's catalog (its matters, services, consumers);
     // a world built by another version would fail half-way, so say so up front.
-    let catalog = opts.dir.join("catalog.toml");
-    if !fresh && std::fs::read_to_string(&catalog).ok().as_deref() != Some(CATALOG) {
-        return Err(Error::Config(format!(
-            "{} differs from this version's demo catalog (an older world, or edited): \
-             remove {} to rebuild the demo world",
-            catalog.display(),
-            opts.dir.display()
-        )));
+    let shipped = [("catalog.toml", CATALOG)]
+        .into_iter()
+        .chain([(
+            "policies/paotui.cedarschema",
+            paotui_policies::cedar::SCHEMA,
+        )])
+        .map(|(n, t)| (n.to_owned(), t))
+        .chain(
+            paotui_policies::cedar::SHIPPED
+                .iter()
+                .map(|(n, t)| (format!("policies/{n}"), *t)),
+        );
+    for (name, text) in shipped {
+        let path = opts.dir.join(&name);
+        if !fresh && std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+            return Err(Error::Config(format!(
+                "{} differs from this version's demo world (an older world, or edited): \
+                 remove {} to rebuild the demo world",
+                path.display(),
+                opts.dir.display()
+            )));
+        }
     }
     let mut cfg = Config::load(&world.config_path())?;
     cfg.listen = match opts.listen {

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod audit;
 pub mod audit_cli;
+pub mod authz;
 pub mod cases;
 pub mod cli;
 pub mod client;

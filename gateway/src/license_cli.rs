@@ -197,6 +197,18 @@ pub async fn import(
     let audit = AuditLog::open(store.clone(), Arc::new(key), cfg.audit.options()?).await?;
     let subject_key = SubjectKey::load_or_generate(&cfg.path(&cfg.keys.subject_hmac))?;
     let vault = crate::app::open_vault(&cfg, store.clone(), &catalog, subject_key)?;
+    // The import decides each row with the gateway's policies, as the local system
+    // `cli-import` of the department.
+    let policies = crate::app::load_policies(&cfg, &crate::app::auditors(&cfg)?)?;
+    let authz = crate::authz::Authz::new(
+        Arc::new(policies),
+        paotui_certs::SystemIdentity {
+            dept: dept.clone(),
+            system: paotui_certs::SystemId::parse("cli-import")?,
+            serial: String::new(),
+        },
+        crate::audit::AuditScope::default(),
+    );
     let actor = Actor {
         dept,
         system: "cli-import".into(),
@@ -237,7 +249,7 @@ pub async fn import(
             read: read.clone(),
         };
         for row in license_import::json_lines(BufReader::new(counted)) {
-            let o = license_import::import_row(&vault, &audit, &actor, row).await?;
+            let o = license_import::import_row(&vault, &audit, &authz, &actor, row).await?;
             record(&o, &mut summary)?;
             bar.set_position(read.get());
         }
@@ -245,7 +257,7 @@ pub async fn import(
         let mut rows = CsvRows::new(BufReader::new(input))
             .map_err(|e| Error::Config(format!("{}:{e}", file.display())))?;
         while let Some(row) = rows.next_row(&vault) {
-            let o = license_import::import_row(&vault, &audit, &actor, row).await?;
+            let o = license_import::import_row(&vault, &audit, &authz, &actor, row).await?;
             record(&o, &mut summary)?;
             bar.set_position(rows.bytes_read());
         }

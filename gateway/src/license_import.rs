@@ -209,9 +209,13 @@ pub fn json_lines<R: BufRead>(input: R) -> impl Iterator<Item = Row> {
 pub async fn import_row(
     vault: &Vault,
     audit: &AuditLog,
+    authz: &crate::authz::Authz,
     actor: &Actor,
     row: Row,
 ) -> Result<RowOutcome> {
+    // Each row is its own decision, written in its own entry.
+    let scope = crate::audit::AuditScope::default();
+    let authz = authz.with_scope(scope.clone());
     let (today, at_us) = crate::vault::now();
     let mut entry = NewAuditEntry {
         at_us,
@@ -230,6 +234,7 @@ pub async fn import_row(
         subject_hmac: None,
         fields: vec![],
         body_sha256: None,
+        decision: None,
     };
     let result = match row.request {
         Err(reason) => Err(Error::BadRequest(reason)),
@@ -240,9 +245,12 @@ pub async fn import_row(
                     entry.subject_hmac = Some(vault.holder_hmac(&h));
                 }
             }
-            vault.issue(actor, &req, Source::Import, today, at_us).await
+            vault
+                .issue(&authz, actor, &req, Source::Import, today, at_us)
+                .await
         }
     };
+    scope.update(|c| entry.decision = c.decision.take());
     let outcome = match result {
         Ok(Issued::New(view)) => {
             entry.fields = vec![view.id.clone()];

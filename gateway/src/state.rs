@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use paotui_adapters::DataSource;
 use paotui_certs::{GatewayKey, Jwks, SubjectKey};
-use paotui_policies::access::AccessPolicy;
 use paotui_policies::catalog::Catalog;
+use paotui_policies::cedar::Policies;
 use paotui_repository::{AuditLog, Store};
 
 use crate::config::Limits;
@@ -37,14 +37,14 @@ pub struct Inner {
 }
 
 /// The current access policy; a reload replaces it for requests that start afterwards.
-pub struct PolicyHandle(std::sync::RwLock<Arc<dyn AccessPolicy>>);
+pub struct PolicyHandle(std::sync::RwLock<Arc<Policies>>);
 
 impl PolicyHandle {
-    pub fn new(p: Arc<dyn AccessPolicy>) -> Self {
+    pub fn new(p: Arc<Policies>) -> Self {
         PolicyHandle(std::sync::RwLock::new(p))
     }
 
-    pub fn current(&self) -> Arc<dyn AccessPolicy> {
+    pub fn current(&self) -> Arc<Policies> {
         // A poisoned lock still holds a complete policy (replacement is one assignment).
         match self.0.read() {
             Ok(g) => Arc::clone(&g),
@@ -52,7 +52,7 @@ impl PolicyHandle {
         }
     }
 
-    pub fn replace(&self, p: Arc<dyn AccessPolicy>) {
+    pub fn replace(&self, p: Arc<Policies>) {
         match self.0.write() {
             Ok(mut g) => *g = p,
             Err(e) => *e.into_inner() = p,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use paotui_certs::{DataKey, DeptCode, IssuerKeys, Jwks, SubjectKey, jws};
 use paotui_policies::catalog::Catalog;
+use paotui_policies::cedar::{Action, Resource};
 use paotui_policies::ids::{IdNumber, Uscc};
 use paotui_policies::licenses::{
     self, CheckedRequest, JWS_TYPE, LicenseDocument, LicenseId, LicenseRequest, LicenseType,
@@ -116,11 +117,6 @@ impl Vault {
         &self.issuer_jwks
     }
 
-    /// Whether `dept` issues any license type.
-    pub fn issues_any(&self, dept: &DeptCode) -> bool {
-        self.types.values().any(|t| &t.issuer == dept)
-    }
-
     pub fn license_type(&self, code: &str) -> Result<&LicenseType> {
         TypeCode::parse(code)
             .ok()
@@ -154,11 +150,12 @@ impl Vault {
             .hash(&format!("license-content\u{0}{t}\u{0}{text}")))
     }
 
-    /// Checks, signs and stores a new license. Only the type's issuing department may
-    /// issue it. With a `number` (imports), the same type and number already stored with
+    /// Checks, signs and stores a new license, if the policies let the caller of `authz`
+    /// issue its type (shipped: only the type's issuing department). With a `number` (imports), the same type and number already stored with
     /// the same content is [`Issued::AlreadyStored`]; with other content, a conflict.
     pub async fn issue(
         &self,
+        authz: &crate::authz::Authz,
         actor: &Actor,
         req: &LicenseRequest,
         source: Source,
@@ -166,12 +163,20 @@ impl Vault {
         at_us: i64,
     ) -> Result<Issued> {
         let t = self.license_type(&req.type_code)?;
-        if t.issuer != actor.dept {
-            return Err(Error::Forbidden(format!(
-                "only department {} issues {} licenses",
-                t.issuer, t.code
-            )));
-        }
+        authz.require(
+            Action::IssueLicense,
+            Resource::LicenseType(t),
+            vec![],
+            || {
+                format!(
+                    "{} issuing {} licenses, whose issuer is {}",
+                    authz.caller().dept,
+                    t.code,
+                    t.issuer
+                )
+            },
+            None,
+        )?;
         let checked = t.check(req, today)?;
         let content_hmac = self.content_hmac(&t.code, &checked)?;
         if let Some(number) = &checked.number {
@@ -342,21 +347,31 @@ impl Vault {
         Ok(self.store.record_license_uses(&uses).await?)
     }
 
-    /// Suspends, restores or revokes a license; only its issuing department may.
+    /// Suspends, restores or revokes a license, if the policies let the caller of `authz`
+    /// (shipped: only its issuing department).
     pub async fn change_status(
         &self,
+        authz: &crate::authz::Authz,
         actor: &Actor,
         row: &StoredLicense,
         action: StatusAction,
         reason: &str,
         at_us: i64,
     ) -> Result<(Status, Status)> {
-        if row.issuer != actor.dept.as_str() {
-            return Err(Error::Forbidden(format!(
-                "only department {} changes the status of its licenses",
-                row.issuer
-            )));
-        }
+        authz.require(
+            Action::ChangeLicenseStatus,
+            Resource::LicenseType(self.license_type(&row.type_code)?),
+            vec![],
+            || {
+                format!(
+                    "{} changing the status of a {} license, whose issuer is {}",
+                    authz.caller().dept,
+                    row.type_code,
+                    row.issuer
+                )
+            },
+            None,
+        )?;
         let from = Status::parse(&row.status).ok_or_else(|| {
             Error::Internal(format!(
                 "stored license {} has status {:?}",

@@ -31,6 +31,10 @@ use crate::mask::Mask;
 use crate::matters::Matter;
 use crate::{Error, Result};
 
+/// Context values of a decision are built with this (re-exported so callers need not
+/// depend on cedar-policy themselves).
+pub use cedar_policy::RestrictedExpression as ContextValue;
+
 /// The role auditor departments (`[audit] auditors`) are members of.
 pub const AUDITOR_ROLE: &str = "auditor";
 
@@ -39,10 +43,11 @@ pub const SCHEMA: &str = include_str!("../cedar/paotui.cedarschema");
 
 /// The default policy files, as shipped in `policies/cedar/` (used when the config names
 /// no policy directory, and written into the demo world).
-pub const SHIPPED: [(&str, &str); 4] = [
+pub const SHIPPED: [(&str, &str); 5] = [
     ("audit.cedar", include_str!("../cedar/audit.cedar")),
     ("cases.cedar", include_str!("../cedar/cases.cedar")),
     ("data.cedar", include_str!("../cedar/data.cedar")),
+    ("gateway.cedar", include_str!("../cedar/gateway.cedar")),
     ("licenses.cedar", include_str!("../cedar/licenses.cedar")),
 ];
 
@@ -104,6 +109,77 @@ pub enum Resource<'a> {
     Matter(&'a Matter),
     Case(&'a CaseEntity<'a>),
     AuditLog,
+    Gateway,
+}
+
+/// Every action of the schema: what the gateway asks the policies about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Query,
+    ReadField,
+    ReadFieldMasked,
+    FetchLicense,
+    IssueLicense,
+    ChangeLicenseStatus,
+    ReadLicenseHistory,
+    OpenCase,
+    AdvanceCase,
+    ReadCase,
+    EvaluateCase,
+    ReadAudit,
+    RunSql,
+    ReadKeys,
+    ListServices,
+    VerifyLicense,
+    ImportLicenses,
+    ListMatters,
+}
+
+impl Action {
+    pub const ALL: [Action; 18] = [
+        Action::Query,
+        Action::ReadField,
+        Action::ReadFieldMasked,
+        Action::FetchLicense,
+        Action::IssueLicense,
+        Action::ChangeLicenseStatus,
+        Action::ReadLicenseHistory,
+        Action::OpenCase,
+        Action::AdvanceCase,
+        Action::ReadCase,
+        Action::EvaluateCase,
+        Action::ReadAudit,
+        Action::RunSql,
+        Action::ReadKeys,
+        Action::ListServices,
+        Action::VerifyLicense,
+        Action::ImportLicenses,
+        Action::ListMatters,
+    ];
+
+    /// The action's id in the schema (`Paotui::Action::"…"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Query => "query",
+            Action::ReadField => "read_field",
+            Action::ReadFieldMasked => "read_field_masked",
+            Action::FetchLicense => "fetch_license",
+            Action::IssueLicense => "issue_license",
+            Action::ChangeLicenseStatus => "change_license_status",
+            Action::ReadLicenseHistory => "read_license_history",
+            Action::OpenCase => "open_case",
+            Action::AdvanceCase => "advance_case",
+            Action::ReadCase => "read_case",
+            Action::EvaluateCase => "evaluate_case",
+            Action::ReadAudit => "read_audit",
+            Action::RunSql => "run_sql",
+            Action::ReadKeys => "read_keys",
+            Action::ListServices => "list_services",
+            Action::VerifyLicense => "verify_license",
+            Action::ImportLicenses => "import_licenses",
+            Action::ListMatters => "list_matters",
+        }
+    }
 }
 
 /// A stored case, as an entity.
@@ -230,6 +306,26 @@ impl Policies {
         let (schema, _warnings) = Schema::from_cedarschema_str(schema_text).map_err(|e| {
             policy_error(schema_name, diagnostic_line(&e, schema_text), e.to_string())
         })?;
+        // The gateway asks about every action; a schema without one would fail requests.
+        let declared: HashSet<String> = schema
+            .actions()
+            .map(|a| a.id().unescaped().to_owned())
+            .collect();
+        let missing: Vec<&str> = Action::ALL
+            .iter()
+            .map(|a| a.name())
+            .filter(|a| !declared.contains(*a))
+            .collect();
+        if !missing.is_empty() {
+            return Err(policy_error(
+                schema_name,
+                1,
+                format!(
+                    "the schema does not declare action(s) {} that this gateway decides",
+                    missing.join(", ")
+                ),
+            ));
+        }
         let mut set = PolicySet::new();
         let mut origin = HashMap::new();
         let mut texts = HashMap::new();
@@ -455,14 +551,19 @@ impl Policies {
                 out.push(ent(u.clone(), [], [])?);
                 Ok(u)
             }
+            Resource::Gateway => {
+                let u = uid("Paotui::Gateway", "paotui")?;
+                out.push(ent(u.clone(), [], [])?);
+                Ok(u)
+            }
         }
     }
 
-    /// Decides `action` (e.g. `"query"`) by `caller` on `resource`, with `context` pairs.
+    /// Decides `action` by `caller` on `resource`, with `context` pairs.
     pub fn authorize(
         &self,
         caller: &SystemIdentity,
-        action: &str,
+        action: Action,
         resource: Resource<'_>,
         context: Vec<(String, RestrictedExpression)>,
     ) -> Result<Verdict> {
@@ -473,7 +574,7 @@ impl Policies {
         // set membership compare ids, and no policy reads a department's attributes.
         let entities = Entities::from_entities(entities, Some(&self.schema))
             .map_err(|e| Error::Policy(format!("entities: {e}")))?;
-        let action = uid("Paotui::Action", action)?;
+        let action = uid("Paotui::Action", action.name())?;
         let context =
             Context::from_pairs(context).map_err(|e| Error::Policy(format!("context: {e}")))?;
         let request = Request::new(principal, action, resource, context, Some(&self.schema))
@@ -508,6 +609,14 @@ impl Policies {
         )]
     }
 
+    /// The `event` context member of `advance_case`.
+    pub fn event_context(event: &str) -> Vec<(String, RestrictedExpression)> {
+        vec![(
+            "event".to_owned(),
+            RestrictedExpression::new_string(event.to_owned()),
+        )]
+    }
+
     /// Whether `caller` may query `service` under `binding`.
     pub fn query(
         &self,
@@ -517,7 +626,7 @@ impl Policies {
     ) -> Result<Verdict> {
         self.authorize(
             caller,
-            "query",
+            Action::Query,
             Resource::Service(service),
             Self::binding_context(binding),
         )
@@ -537,13 +646,16 @@ impl Policies {
                 continue;
             };
             let field = Resource::Field(service, name);
-            if self.authorize(caller, "read_field", field, vec![])?.allowed {
+            if self
+                .authorize(caller, Action::ReadField, field, vec![])?
+                .allowed
+            {
                 plan.fields.push(PlannedField {
                     name: name.clone(),
                     mask: None,
                 });
             } else if self
-                .authorize(caller, "read_field_masked", field, vec![])?
+                .authorize(caller, Action::ReadFieldMasked, field, vec![])?
                 .allowed
             {
                 plan.fields.push(PlannedField {
@@ -621,6 +733,28 @@ mod tests {
         }
     }
 
+    fn act(name: &str) -> Action {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .unwrap_or_else(|| panic!("no action {name}"))
+    }
+
+    /// Every action the gateway can ask about is in the schema, and no schema action is
+    /// missing from [`Action`] (a decision on an unknown action would be an error).
+    #[test]
+    fn actions_match_the_schema() {
+        let schema = Schema::from_cedarschema_str(SCHEMA).unwrap().0;
+        let mut in_schema: Vec<String> = schema
+            .actions()
+            .map(|a| a.id().unescaped().to_owned())
+            .collect();
+        in_schema.sort();
+        let mut ours: Vec<String> = Action::ALL.iter().map(|a| a.name().to_owned()).collect();
+        ours.sort();
+        assert_eq!(in_schema, ours);
+    }
+
     fn schema_text() -> String {
         std::fs::read_to_string(format!("{DIR}/paotui.cedarschema")).unwrap()
     }
@@ -693,6 +827,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("s.cedarschema:"), "{e}");
+        // A schema that lacks an action the gateway decides (e.g. from an older version).
+        let e = Policies::from_sources(
+            (
+                "old.cedarschema",
+                &schema_text().replace("\"read_keys\", ", ""),
+            ),
+            &[(
+                "t.cedar".into(),
+                "permit (principal, action, resource);".into(),
+            )],
+            BTreeSet::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("old.cedarschema:1:") && e.to_string().contains("read_keys"),
+            "{e}"
+        );
         // A directory without a schema.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -900,9 +1051,38 @@ mod tests {
                 ("JC", "run_sql", Resource::AuditLog, vec![], true),
                 ("SC", "read_audit", Resource::AuditLog, vec![], false),
                 ("ZW", "run_sql", Resource::AuditLog, vec![], false),
+                (
+                    "SC",
+                    "read_license_history",
+                    Resource::LicenseType(yyzz),
+                    vec![],
+                    true,
+                ),
+                (
+                    "JC",
+                    "read_license_history",
+                    Resource::LicenseType(yyzz),
+                    vec![],
+                    true,
+                ),
+                (
+                    "ZW",
+                    "read_license_history",
+                    Resource::LicenseType(yyzz),
+                    vec![],
+                    false,
+                ),
+                ("ZW", "evaluate_case", Resource::Case(&case), vec![], true),
+                ("SC", "evaluate_case", Resource::Case(&case), vec![], false),
+                ("RS", "read_keys", Resource::Gateway, vec![], true),
+                ("RS", "list_services", Resource::Gateway, vec![], true),
+                ("GA", "verify_license", Resource::Gateway, vec![], true),
+                ("GA", "import_licenses", Resource::Gateway, vec![], true),
+                ("ZW", "list_matters", Resource::Gateway, vec![], true),
             ] {
+                let action = act(action);
                 let v = p.authorize(&caller(who), action, resource, ctx).unwrap();
-                assert_eq!(v.allowed, want, "{status}: {who} {action}: {v:?}");
+                assert_eq!(v.allowed, want, "{status}: {who} {action:?}: {v:?}");
                 assert!(v.errors.is_empty(), "{v:?}");
             }
         }

@@ -54,6 +54,19 @@ pub struct NewAuditEntry {
     pub fields: Vec<String>,
     /// SHA-256 (hex) of the response body.
     pub body_sha256: Option<String>,
+    /// What the access policy decided, when the request reached a decision (refusals of
+    /// the caller's certificate or of malformed input come before any).
+    #[serde(default)]
+    pub decision: Option<PolicyDecision>,
+}
+
+/// An access-policy decision as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDecision {
+    pub allowed: bool,
+    /// Ids of the determining policies: the permits that allowed, or the forbids that
+    /// denied (none: denied because nothing permits).
+    pub policies: Vec<String>,
 }
 
 /// A stored entry and its index in the log.
@@ -66,8 +79,11 @@ pub struct AuditEntry {
 
 /// The first byte of every canonical entry: the encoding's version.
 pub const ENTRY_FORMAT_V1: u8 = 1;
+/// Version 2: version 1's fields, then the policy decision. An entry is written as v2
+/// exactly when it carries a decision, so entries logged before v2 keep their leaves.
+pub const ENTRY_FORMAT_V2: u8 = 2;
 
-/// Writes the canonical bytes of entries, version 1.
+/// Writes the canonical bytes of entries, versions 1 and 2.
 ///
 /// The Merkle leaf of an entry is `SHA-256(0x00 ‖ canonical bytes)`, so this encoding is
 /// part of the log's contract with auditors and never changes in place: a new layout gets
@@ -85,6 +101,9 @@ pub const ENTRY_FORMAT_V1: u8 = 1;
 /// opt reason, opt subject_hmac
 /// u32 count, then count × str   (fields)
 /// opt body_sha256
+/// -- version 2 only:
+/// u8  allowed (0 denied, 1 allowed)
+/// u32 count, then count × str   (determining policy ids)
 /// str = u32 byte length ‖ UTF-8;  opt = 0x00 | 0x01 ‖ str
 /// ```
 struct Writer(Vec<u8>);
@@ -96,6 +115,13 @@ impl Writer {
         let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
         self.0.extend_from_slice(&len.to_be_bytes());
         self.0.extend_from_slice(s.as_bytes());
+    }
+    fn strs(&mut self, v: &[String]) {
+        let n = u32::try_from(v.len()).unwrap_or(u32::MAX);
+        self.0.extend_from_slice(&n.to_be_bytes());
+        for s in v {
+            self.str(s);
+        }
     }
     fn opt(&mut self, s: &Option<String>) {
         match s {
@@ -140,6 +166,14 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.take(n)?.to_vec())
             .map_err(|_| Error::Invalid("canonical entry holds invalid UTF-8".into()))
     }
+    fn strs(&mut self) -> Result<Vec<String>> {
+        let n = self.u32()?;
+        // Each string takes at least 4 bytes, which bounds `n` by the input size.
+        if (n as usize).saturating_mul(4) > self.0.len() {
+            return Err(Error::Invalid("canonical entry is truncated".into()));
+        }
+        (0..n).map(|_| self.str()).collect()
+    }
     fn opt(&mut self) -> Result<Option<String>> {
         match self.u8()? {
             0 => Ok(None),
@@ -152,10 +186,15 @@ impl<'a> Reader<'a> {
 }
 
 impl NewAuditEntry {
-    /// The entry's canonical bytes (format v1, see [`ENTRY_FORMAT_V1`]).
+    /// The entry's canonical bytes: format v2 with a decision, v1 without (see
+    /// [`ENTRY_FORMAT_V2`]).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(256));
-        w.0.push(ENTRY_FORMAT_V1);
+        w.0.push(if self.decision.is_some() {
+            ENTRY_FORMAT_V2
+        } else {
+            ENTRY_FORMAT_V1
+        });
         w.0.extend_from_slice(&self.at_us.to_be_bytes());
         w.str(&self.request_id);
         w.opt(&self.caller_dept);
@@ -174,12 +213,12 @@ impl NewAuditEntry {
         w.0.extend_from_slice(&self.status.to_be_bytes());
         w.opt(&self.reason);
         w.opt(&self.subject_hmac);
-        let n = u32::try_from(self.fields.len()).unwrap_or(u32::MAX);
-        w.0.extend_from_slice(&n.to_be_bytes());
-        for f in &self.fields {
-            w.str(f);
-        }
+        w.strs(&self.fields);
         w.opt(&self.body_sha256);
+        if let Some(d) = &self.decision {
+            w.0.push(u8::from(d.allowed));
+            w.strs(&d.policies);
+        }
         w.0
     }
 
@@ -187,7 +226,7 @@ impl NewAuditEntry {
     pub fn from_canonical(bytes: &[u8]) -> Result<NewAuditEntry> {
         let mut r = Reader(bytes);
         let v = r.u8()?;
-        if v != ENTRY_FORMAT_V1 {
+        if v != ENTRY_FORMAT_V1 && v != ENTRY_FORMAT_V2 {
             return Err(Error::Invalid(format!(
                 "canonical entry format {v} is unknown"
             )));
@@ -212,15 +251,25 @@ impl NewAuditEntry {
             status: r.u16()?,
             reason: r.opt()?,
             subject_hmac: r.opt()?,
-            fields: {
-                let n = r.u32()?;
-                // Each field takes at least 4 bytes, which bounds `n` by the input size.
-                if (n as usize).saturating_mul(4) > r.0.len() {
-                    return Err(Error::Invalid("canonical entry is truncated".into()));
-                }
-                (0..n).map(|_| r.str()).collect::<Result<_>>()?
-            },
+            fields: r.strs()?,
             body_sha256: r.opt()?,
+            decision: None,
+        };
+        let e = if v == ENTRY_FORMAT_V2 {
+            let allowed = match r.u8()? {
+                0 => false,
+                1 => true,
+                a => return Err(Error::Invalid(format!("canonical entry: allowed {a}"))),
+            };
+            NewAuditEntry {
+                decision: Some(PolicyDecision {
+                    allowed,
+                    policies: r.strs()?,
+                }),
+                ..e
+            }
+        } else {
+            e
         };
         if !r.0.is_empty() {
             return Err(Error::Invalid("canonical entry has trailing bytes".into()));

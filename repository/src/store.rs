@@ -5,7 +5,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 
-use crate::audit::{AuditEntry, NewAuditEntry, Outcome};
+use crate::audit::{AuditEntry, NewAuditEntry, Outcome, PolicyDecision};
 use crate::{Error, Result};
 
 /// Runs `$body` with `$p` bound to whichever pool the store has (and `$db` to its sqlx
@@ -49,7 +49,8 @@ pub struct Store {
 }
 
 pub(crate) const COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_system, caller_serial, operator, \
-     action, service, case_id, matter, outcome, status, reason, subject_hmac, fields, body_sha256";
+     action, service, case_id, matter, outcome, status, reason, subject_hmac, fields, body_sha256, \
+     decision, policies";
 
 impl Store {
     /// Opens (creating if needed) and migrates the store at `url`:
@@ -184,6 +185,8 @@ where
     let outcome: String = r.try_get("outcome")?;
     let status: i32 = r.try_get("status")?;
     let fields: Option<String> = r.try_get("fields")?;
+    let decision: Option<String> = r.try_get("decision")?;
+    let policies: Option<String> = r.try_get("policies")?;
     Ok(AuditEntry {
         index: u64::try_from(idx).map_err(|_| Error::Invalid("negative audit index".into()))?,
         entry: NewAuditEntry {
@@ -208,6 +211,19 @@ where
                 None => vec![],
             },
             body_sha256: r.try_get("body_sha256")?,
+            decision: match decision.as_deref() {
+                None => None,
+                Some(d @ ("allow" | "deny")) => Some(PolicyDecision {
+                    allowed: d == "allow",
+                    policies: match policies {
+                        Some(p) => {
+                            serde_json::from_str(&p).map_err(|e| Error::Invalid(e.to_string()))?
+                        }
+                        None => vec![],
+                    },
+                }),
+                Some(d) => return Err(Error::Invalid(format!("stored decision {d:?} is unknown"))),
+            },
         },
     })
 }

@@ -262,6 +262,15 @@ impl Store {
             .iter()
             .map(|e| serde_json::to_string(&e.fields).map_err(|x| Error::Invalid(x.to_string())))
             .collect::<Result<_>>()?;
+        let decisions: Vec<(Option<&'static str>, Option<String>)> = entries
+            .iter()
+            .map(|e| match &e.decision {
+                None => Ok((None, None)),
+                Some(d) => serde_json::to_string(&d.policies)
+                    .map(|p| (Some(if d.allowed { "allow" } else { "deny" }), Some(p)))
+                    .map_err(|x| Error::Invalid(x.to_string())),
+            })
+            .collect::<Result<_>>()?;
         let first_i = to_i64(first)?;
         on_pool!(self, p, DB => {
             let mut tx = p.begin().await?;
@@ -299,7 +308,9 @@ impl Store {
                         .push_bind(e.reason.clone())
                         .push_bind(e.subject_hmac.clone())
                         .push_bind(fields[start + i].clone())
-                        .push_bind(e.body_sha256.clone());
+                        .push_bind(e.body_sha256.clone())
+                        .push_bind(decisions[start + i].0)
+                        .push_bind(decisions[start + i].1.clone());
                 });
                 q.build().execute(&mut *tx).await?;
             }

@@ -440,8 +440,12 @@ fn arb_entry() -> impl Strategy<Value = NewAuditEntry> {
         proptest::collection::vec("[a-z_]{1,8}", 0..4),
         0u16..600,
         0u8..3,
+        proptest::option::of((
+            any::<bool>(),
+            proptest::collection::vec("[a-z-]{1,12}", 0..3),
+        )),
     )
-        .prop_map(|(at, rid, dept, reason, fields, status, o)| {
+        .prop_map(|(at, rid, dept, reason, fields, status, o, decision)| {
             let mut e = entry(0);
             e.at_us = at;
             e.request_id = rid;
@@ -454,15 +458,49 @@ fn arb_entry() -> impl Strategy<Value = NewAuditEntry> {
                 paotui_repository::Outcome::Denied,
                 paotui_repository::Outcome::Error,
             ][o as usize];
+            e.decision = decision
+                .map(|(allowed, policies)| paotui_repository::PolicyDecision { allowed, policies });
             e
         })
+}
+
+/// Format v2 is v1's layout with its own version byte and the decision appended, so an
+/// entry without a decision keeps exactly the bytes (and leaf) it had before v2 existed.
+#[test]
+fn format_v2_extends_v1_with_the_decision() {
+    let mut e = entry(1);
+    e.decision = None;
+    let v1 = e.canonical_bytes();
+    assert_eq!(v1[0], paotui_repository::ENTRY_FORMAT_V1);
+    e.decision = Some(paotui_repository::PolicyDecision {
+        allowed: false,
+        policies: vec!["query-needs-its-case".into()],
+    });
+    let v2 = e.canonical_bytes();
+    let mut expected = vec![paotui_repository::ENTRY_FORMAT_V2];
+    expected.extend_from_slice(&v1[1..]);
+    expected.push(0); // denied
+    expected.extend_from_slice(&1u32.to_be_bytes());
+    expected.extend_from_slice(&20u32.to_be_bytes());
+    expected.extend_from_slice(b"query-needs-its-case");
+    assert_eq!(v2, expected);
+    assert_eq!(NewAuditEntry::from_canonical(&v2).unwrap(), e);
+    // A v1 entry with a decision tail appended is not a valid v1 entry.
+    let mut forged = v1.clone();
+    forged.extend_from_slice(&v2[v1.len()..]);
+    assert!(NewAuditEntry::from_canonical(&forged).is_err());
 }
 
 proptest! {
     #[test]
     fn canonical_bytes_round_trip_and_any_bit_flip_changes_the_leaf(e in arb_entry(), bit in 0usize..4096) {
         let bytes = e.canonical_bytes();
-        prop_assert_eq!(bytes[0], paotui_repository::ENTRY_FORMAT_V1);
+        let version = if e.decision.is_some() {
+            paotui_repository::ENTRY_FORMAT_V2
+        } else {
+            paotui_repository::ENTRY_FORMAT_V1
+        };
+        prop_assert_eq!(bytes[0], version);
         prop_assert_eq!(&NewAuditEntry::from_canonical(&bytes).unwrap(), &e);
         let mut flipped = bytes.clone();
         let bit = bit % (flipped.len() * 8);

@@ -69,6 +69,17 @@ pub fn entry(i: usize) -> NewAuditEntry {
         subject_hmac: Some(format!("{i:064x}")),
         fields: vec!["name".into(), "gender".into()],
         body_sha256: Some(format!("{:064x}", i * 7)),
+        // Half the entries carry a policy decision (format v2), half do not (v1).
+        decision: i
+            .is_multiple_of(2)
+            .then(|| paotui_repository::PolicyDecision {
+                allowed: !i.is_multiple_of(3),
+                policies: if i.is_multiple_of(3) {
+                    vec![]
+                } else {
+                    vec!["query-owner-or-consumer".into()]
+                },
+            }),
     }
 }
 

@@ -275,12 +275,19 @@ async fn license_fetches_are_bound_to_an_open_matching_case() {
         let e = audit_of(&c.app, &c.jwks, &r).await;
         assert_eq!(e.entry.outcome, Outcome::Denied, "{query}");
     }
-    // Listing a holder's licenses for a case releases only the types its matters list.
+    // Listing a holder's licenses needs a case whose matters list some license type.
     let r =
         c.zw.get(&format!("/v1/holders/{holder}/licenses?case_id={no_yyzz}"))
             .await
             .unwrap();
-    assert_eq!(r.json().unwrap()["licenses"], json!([]));
+    let p = problem(&r, StatusCode::FORBIDDEN);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lists a license type"),
+        "{p}"
+    );
     let r =
         c.zw.get(&format!(
             "/v1/holders/{holder}/licenses?case_id={no_yyzz}&type=YYZZ"
@@ -319,12 +326,20 @@ async fn only_the_issuing_department_issues_or_changes_status() {
     let r = rs.post_json("/v1/licenses", &yyzz(&holder)).await.unwrap();
     let p = problem(&r, StatusCode::FORBIDDEN);
     assert!(
-        p["detail"].as_str().unwrap().contains("only department SC"),
+        p["detail"].as_str().unwrap().contains("whose issuer is SC"),
         "{p}"
     );
     let e = audit_of(&c.app, &c.jwks, &r).await;
     assert_eq!(e.entry.outcome, Outcome::Denied);
     assert_eq!(e.entry.action, "license.issue");
+    // Nothing permits it: denied by default, with no determining policy.
+    assert_eq!(
+        e.entry.decision,
+        Some(paotui_repository::PolicyDecision {
+            allowed: false,
+            policies: vec![]
+        })
+    );
     let store = c.app.store().await.unwrap();
     assert!(
         store
@@ -805,7 +820,7 @@ async fn import_stores_good_rows_rejects_bad_ones_and_reruns_idempotently() {
         (4, "issued_on"),
         (5, "scope"),
         (6, "cells"),
-        (7, "only department GA"),
+        (7, "whose issuer is GA"),
         (8, "other content"),
     ] {
         let l = lines
@@ -886,7 +901,8 @@ async fn import_stores_good_rows_rejects_bad_ones_and_reruns_idempotently() {
     assert_eq!(rows[1]["line"], 3);
     assert_eq!(rows[1]["outcome"], "rejected");
     assert_eq!(rows[3]["outcome"], "already_stored");
-    // Not an issuer: refused whole.
+    // Not an issuer: every row is its own issue_license decision, and each is refused
+    // (and audited as denied) while the batch itself is answered.
     let rs = c.app.client("RS", "shebao").unwrap();
     let r = rs
         .send(
@@ -897,7 +913,19 @@ async fn import_stores_good_rows_rejects_bad_ones_and_reruns_idempotently() {
         )
         .await
         .unwrap();
-    problem(&r, StatusCode::FORBIDDEN);
+    assert_eq!(r.status, StatusCode::OK);
+    let out = r.json().unwrap();
+    assert_eq!(out["summary"]["stored"], 0);
+    for row in out["rows"].as_array().unwrap() {
+        assert_eq!(row["outcome"], "rejected");
+        assert!(
+            row["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no policy permits RS issuing"),
+            "{row}"
+        );
+    }
     c.app.stop().await;
 }
 

@@ -6,7 +6,7 @@ use http::StatusCode;
 use paotui_certs::Jwks;
 use paotui_gateway::client::Reply;
 use paotui_gateway::config::PurposeBinding;
-use paotui_repository::{AuditEntry, Outcome};
+use paotui_repository::{AuditEntry, Outcome, PolicyDecision};
 use paotui_tests::TestApp;
 use serde_json::{Value, json};
 
@@ -35,6 +35,17 @@ async fn refused(app: &TestApp, jwks: &Jwks, r: &Reply, needle: &str, case: Opti
     assert_eq!(e.reason.as_deref(), Some(detail));
     assert_eq!(e.case_id.as_deref(), case);
     assert!(e.fields.is_empty());
+    // The entry carries the policy decision, and the reason names its determining policies.
+    let d = e
+        .decision
+        .expect("a refusal by policy records the decision");
+    assert!(!d.allowed);
+    if d.policies.is_empty() {
+        assert!(detail.contains("no policy permits"), "{detail}");
+    }
+    for id in &d.policies {
+        assert!(detail.contains(id.as_str()), "{detail} lacks {id}");
+    }
 }
 
 #[tokio::test]
@@ -98,6 +109,13 @@ async fn data_leaves_only_for_an_open_case_of_its_subject_to_its_handler() {
         assert_eq!(e.outcome, Outcome::Ok);
         assert_eq!(e.case_id.as_deref(), Some(case.as_str()));
         assert_eq!(e.matter.as_deref(), Some("SC-GTGSH-SL"));
+        assert_eq!(
+            e.decision,
+            Some(PolicyDecision {
+                allowed: true,
+                policies: vec!["query-owner-or-consumer".into()]
+            })
+        );
     }
     // Naming the matter works; naming one the case is not for does not.
     let r = sc
@@ -123,6 +141,15 @@ async fn data_leaves_only_for_an_open_case_of_its_subject_to_its_handler() {
         .await
         .unwrap();
     refused(&app, &jwks, &r, "not the applicant", Some(&case)).await;
+    // The case store's finding is the policies' context; the forbid decides.
+    let p: Value = r.json().unwrap();
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("forbidden by policy query-needs-its-case"),
+        "{p}"
+    );
     // A service the matter does not list.
     let r = sc
         .post_json(
@@ -229,6 +256,23 @@ async fn data_leaves_only_for_an_open_case_of_its_subject_to_its_handler() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
         let detail = r.json().unwrap()["detail"].as_str().unwrap().to_owned();
         assert!(detail.contains(needle), "{detail}");
+    }
+
+    // Every answer of the story that left was allowed by a recorded policy decision, and
+    // every refusal on policy grounds records the decision that refused it.
+    let store = app.store().await.unwrap();
+    let all = store
+        .audit_range(0, store.audit_len().await.unwrap())
+        .await
+        .unwrap();
+    assert!(all.len() > 20, "{}", all.len());
+    for e in &all {
+        let d = e.entry.decision.as_ref();
+        match e.entry.outcome {
+            Outcome::Ok => assert!(d.is_some_and(|d| d.allowed), "{e:?}"),
+            Outcome::Denied => assert!(d.is_some_and(|d| !d.allowed), "{e:?}"),
+            Outcome::Error => {}
+        }
     }
     app.stop().await;
 }

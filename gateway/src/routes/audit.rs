@@ -5,8 +5,8 @@
 //! - `GET /v1/audit/proof/inclusion?index=&size=`: RFC 9162 inclusion proof.
 //! - `GET /v1/audit/proof/consistency?from=&to=`: RFC 9162 consistency proof.
 //!
-//! Hashes are base64 (as in checkpoints). Only systems of an auditor department (config
-//! `[audit] auditors`) may call these; others get an audited 403.
+//! Hashes are base64 (as in checkpoints). The policies decide `read_audit` (shipped: only
+//! systems of an auditor department, config `[audit] auditors`); others get an audited 403.
 
 use std::collections::HashMap;
 
@@ -20,7 +20,10 @@ use base64::engine::general_purpose::STANDARD;
 use paotui_certs::tlog::{self, Hash};
 use serde::Serialize;
 
-use crate::audit::{AuditScope, Identity};
+use paotui_policies::cedar::{Action, Resource};
+
+use crate::audit::AuditScope;
+use crate::authz::Authz;
 use crate::state::AppState;
 use crate::{Error, Result};
 
@@ -32,17 +35,16 @@ pub fn router() -> Router<AppState> {
         .route("/v1/audit/proof/consistency", get(consistency))
 }
 
-/// Names the action and refuses callers outside the auditor departments.
-fn auditor(app: &AppState, id: &Identity, scope: &AuditScope, action: &str) -> Result<()> {
+/// Names the action and asks the policies whether the caller may read the log.
+fn auditor(authz: &Authz, scope: &AuditScope, action: &str) -> Result<()> {
     scope.update(|c| c.action = Some(action.to_owned()));
-    if app.auditors.contains(&id.0.dept) {
-        return Ok(());
-    }
-    scope.update(|c| c.denied = true);
-    Err(Error::Forbidden(format!(
-        "department {} is not an auditor of this log",
-        id.0.dept
-    )))
+    authz.require(
+        Action::ReadAudit,
+        Resource::AuditLog,
+        vec![],
+        || format!("reading the audit log by {}", authz.caller().dept),
+        None,
+    )
 }
 
 fn number(name: &str, v: &str) -> Result<u64> {
@@ -70,10 +72,10 @@ fn b64(hashes: &[Hash]) -> Vec<String> {
 
 async fn checkpoint(
     State(app): State<AppState>,
-    id: Identity,
+    authz: Authz,
     scope: AuditScope,
 ) -> Result<Response> {
-    auditor(&app, &id, &scope, "audit.checkpoint")?;
+    auditor(&authz, &scope, "audit.checkpoint")?;
     let cp = app.audit.checkpoint();
     let mut r = cp.note.clone().into_response();
     r.headers_mut().insert(
@@ -95,11 +97,11 @@ struct EntryView {
 
 async fn entry(
     State(app): State<AppState>,
-    id: Identity,
+    authz: Authz,
     scope: AuditScope,
     Path(index): Path<String>,
 ) -> Result<Json<EntryView>> {
-    auditor(&app, &id, &scope, "audit.entry")?;
+    auditor(&authz, &scope, "audit.entry")?;
     let index = number("index", &index)?;
     let e = app
         .audit
@@ -125,11 +127,11 @@ struct InclusionView {
 
 async fn inclusion(
     State(app): State<AppState>,
-    id: Identity,
+    authz: Authz,
     scope: AuditScope,
     RawQuery(q): RawQuery,
 ) -> Result<Json<InclusionView>> {
-    auditor(&app, &id, &scope, "audit.proof.inclusion")?;
+    auditor(&authz, &scope, "audit.proof.inclusion")?;
     let p = params(q, &["index", "size"])?;
     let index = *p
         .get("index")
@@ -165,11 +167,11 @@ struct ConsistencyView {
 
 async fn consistency(
     State(app): State<AppState>,
-    id: Identity,
+    authz: Authz,
     scope: AuditScope,
     RawQuery(q): RawQuery,
 ) -> Result<Json<ConsistencyView>> {
-    auditor(&app, &id, &scope, "audit.proof.consistency")?;
+    auditor(&authz, &scope, "audit.proof.consistency")?;
     let p = params(q, &["from", "to"])?;
     let from = *p
         .get("from")

@@ -16,12 +16,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use paotui_policies::cedar::{Action, CaseEntity, Policies, Resource};
 use paotui_policies::matters::MatterCode;
 use paotui_repository::{CaseEvent, CaseMatter, Evaluation, StoredCase};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::audit::{AuditScope, Identity, OPERATOR};
+use crate::authz::Authz;
 use crate::cases::{self, CaseView};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -58,9 +60,22 @@ fn note(n: Option<&str>) -> Result<Option<String>> {
     }
 }
 
-async fn matters(State(app): State<AppState>, scope: AuditScope) -> Json<Value> {
+async fn matters(
+    State(app): State<AppState>,
+    authz: Authz,
+    scope: AuditScope,
+) -> Result<Json<Value>> {
     scope.update(|c| c.action = Some("matter.list".into()));
-    Json(serde_json::json!({ "matters": app.catalog.matters.values().collect::<Vec<_>>() }))
+    authz.require(
+        Action::ListMatters,
+        Resource::Gateway,
+        vec![],
+        || "listing the matters".into(),
+        None,
+    )?;
+    Ok(Json(
+        serde_json::json!({ "matters": app.catalog.matters.values().collect::<Vec<_>>() }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +91,7 @@ struct OpenBody {
 async fn open(
     State(app): State<AppState>,
     id: Identity,
+    authz: Authz,
     scope: AuditScope,
     headers: axum::http::HeaderMap,
     body: std::result::Result<ApiJson<OpenBody>, Error>,
@@ -103,6 +119,22 @@ async fn open(
         }
         specs.push(spec);
     }
+    // Accepting is decided per matter; the case opens only if every one is allowed.
+    let mut policies = Vec::new();
+    for spec in &specs {
+        let v = authz.decide(Action::OpenCase, Resource::Matter(spec), vec![])?;
+        if !v.allowed {
+            return Err(Error::Forbidden(v.reason(&format!(
+                "accepting matter {} at {}",
+                spec.code,
+                authz.caller().dept
+            ))));
+        }
+        policies.extend(v.policies);
+    }
+    policies.sort();
+    policies.dedup();
+    authz.record(true, policies);
     let note = note(body.note.as_deref())?;
     let (today, at) = now();
     let case_id = format!(
@@ -157,13 +189,14 @@ async fn open(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
-/// Loads a case for `caller`: the accepting site, a handling department or an auditor.
-/// Sets the audit scope (case, matters, applicant) either way.
+/// Loads a case and asks the policies whether the caller may `action` it (`context`
+/// as the action needs). Sets the audit scope (case, matters, applicant) either way.
 async fn load(
     app: &AppState,
-    caller: &Identity,
+    authz: &Authz,
     scope: &AuditScope,
     case_id: &str,
+    action: Action,
 ) -> Result<(StoredCase, Vec<CaseMatter>)> {
     let (case, matters) = app
         .store
@@ -176,27 +209,48 @@ async fn load(
         c.matter = Some(codes.join(","));
         c.subject_hmac = Some(case.applicant_hmac.clone());
     });
-    let dept = caller.0.dept.as_str();
-    let involved = case.site_dept == dept
-        || matters.iter().any(|m| m.owner == dept)
-        || app.auditors.contains(&caller.0.dept);
-    if !involved {
-        scope.update(|c| c.denied = true);
-        return Err(Error::Forbidden(format!(
-            "department {dept} neither accepted nor handles this case"
-        )));
-    }
+    require_on_case(authz, &case, &matters, action, vec![])?;
     Ok((case, matters))
+}
+
+/// Decides `action` on a stored case (its site and handling departments as attributes).
+fn require_on_case(
+    authz: &Authz,
+    case: &StoredCase,
+    matters: &[CaseMatter],
+    action: Action,
+    context: crate::authz::CedarContext,
+) -> Result<()> {
+    let entity = CaseEntity {
+        id: &case.id,
+        status: &case.status,
+        site: &case.site_dept,
+        handlers: matters.iter().map(|m| m.owner.as_str()).collect(),
+    };
+    authz.require(
+        action,
+        Resource::Case(&entity),
+        context,
+        || {
+            format!(
+                "{} of case {} by {}",
+                action.name(),
+                case.id,
+                authz.caller().dept
+            )
+        },
+        None,
+    )
 }
 
 async fn fetch(
     State(app): State<AppState>,
-    id: Identity,
+    authz: Authz,
     scope: AuditScope,
     Path(case_id): Path<String>,
 ) -> Result<Json<CaseView>> {
     scope.update(|c| c.action = Some("case.read".into()));
-    let (case, matters) = load(&app, &id, &scope, &case_id).await?;
+    let (case, matters) = load(&app, &authz, &scope, &case_id, Action::ReadCase).await?;
     let (today, _) = now();
     Ok(Json(
         cases::view(
@@ -222,13 +276,15 @@ struct EventBody {
 async fn event(
     State(app): State<AppState>,
     id: Identity,
+    authz: Authz,
     scope: AuditScope,
     headers: axum::http::HeaderMap,
     Path(case_id): Path<String>,
     body: std::result::Result<ApiJson<EventBody>, Error>,
 ) -> Result<Json<Value>> {
     scope.update(|c| c.action = Some("case.event".into()));
-    let (case, matters) = load(&app, &id, &scope, &case_id).await?;
+    // Parties only learn whether an event fits the case's state.
+    let (case, matters) = load(&app, &authz, &scope, &case_id, Action::ReadCase).await?;
     let ApiJson(body) = body?;
     let note = note(body.note.as_deref())?;
     let to = cases::next_status(&case.status, &body.event).map_err(|why| {
@@ -238,16 +294,15 @@ async fn event(
             Error::Conflict(why)
         }
     })?;
-    // Deciding is the handling department's; the window may only record supplements.
+    // Shipped: deciding is the handling department's; the window records supplements.
+    require_on_case(
+        &authz,
+        &case,
+        &matters,
+        Action::AdvanceCase,
+        Policies::event_context(to),
+    )?;
     let dept = id.0.dept.as_str();
-    let handles = matters.iter().any(|m| m.owner == dept);
-    let may = handles || (to == "supplemented" && case.site_dept == dept);
-    if !may {
-        scope.update(|c| c.denied = true);
-        return Err(Error::Forbidden(format!(
-            "only a department handling this case's matters may mark it {to}"
-        )));
-    }
     if to == "rejected" && note.is_none() {
         return Err(Error::BadRequest(
             "a rejection needs a note saying why".into(),
@@ -282,20 +337,14 @@ struct EvaluationBody {
 
 async fn evaluate(
     State(app): State<AppState>,
-    id: Identity,
+    authz: Authz,
     scope: AuditScope,
     Path(case_id): Path<String>,
     body: std::result::Result<ApiJson<EvaluationBody>, Error>,
 ) -> Result<Json<Value>> {
     scope.update(|c| c.action = Some("case.evaluate".into()));
-    let (case, _) = load(&app, &id, &scope, &case_id).await?;
+    let (case, _) = load(&app, &authz, &scope, &case_id, Action::EvaluateCase).await?;
     let ApiJson(body) = body?;
-    if case.site_dept != id.0.dept.as_str() {
-        scope.update(|c| c.denied = true);
-        return Err(Error::Forbidden(
-            "the accepting window records the applicant's evaluation".into(),
-        ));
-    }
     if !(1..=5).contains(&body.score) {
         return Err(Error::BadRequest("score must be 1-5".into()));
     }

@@ -4,14 +4,29 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
+use paotui_policies::cedar::{Action, Resource};
+
+use crate::Result;
 use crate::audit::AuditScope;
+use crate::authz::Authz;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/keys", get(keys))
 }
 
-async fn keys(State(app): State<AppState>, scope: AuditScope) -> Json<paotui_certs::Jwks> {
+async fn keys(
+    State(app): State<AppState>,
+    scope: AuditScope,
+    authz: Authz,
+) -> Result<Json<paotui_certs::Jwks>> {
     scope.update(|c| c.action = Some("keys.read".into()));
-    Json(app.jwks.clone())
+    authz.require(
+        Action::ReadKeys,
+        Resource::Gateway,
+        vec![],
+        || "reading the gateway's keys".into(),
+        None,
+    )?;
+    Ok(Json(app.jwks.clone()))
 }

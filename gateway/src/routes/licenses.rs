@@ -20,12 +20,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use paotui_policies::cedar::{Action, Binding, Resource};
 use paotui_policies::licenses::{LicenseRequest, StatusAction};
 use paotui_policies::purpose::Want;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::audit::{AuditScope, Identity, OPERATOR, REQUEST_ID};
+use crate::authz::Authz;
 use crate::extract::{ApiJson, query_params, require_media_type};
 use crate::license_import::{self, MAX_ROW_BYTES, Row, RowOutcome, Summary};
 use crate::routes::services::{parse_case_id, parse_matter};
@@ -61,46 +63,91 @@ fn actor(id: &Identity, headers: &axum::http::HeaderMap) -> Actor {
 }
 
 /// Purpose binding (seed 004: data leaves only for a real case). A license fetch names a
-/// case (`case_id`, and optionally one of its matters); it is permitted only if the case
-/// is open, its applicant holds the license, the caller's department accepted the case or
-/// handles one of its matters, and that matter lists the license's type as a material
-/// (see [`paotui_policies::purpose`]). Answers the (license type, matter) pairs the caller
-/// may fetch for this case; every refusal is an audited 403 with its reason.
+/// case (`case_id`, and optionally one of its matters); the case store judges it — the
+/// case is open, its applicant holds the license, the caller's department accepted the
+/// case or handles one of its matters, and that matter lists the license's type (see
+/// [`paotui_policies::purpose`]) — and the policies decide `fetch_license` with that as
+/// context. Answers the case id and the (license type, matter) pairs the case grants, or
+/// why it grants none.
 async fn bind_to_case(
     app: &AppState,
-    caller: &Identity,
+    caller: &paotui_certs::SystemIdentity,
     scope: &AuditScope,
     q: &HashMap<String, String>,
     holder_hmac: &str,
-) -> Result<(String, Vec<(String, String)>)> {
+) -> Result<(String, std::result::Result<Vec<(String, String)>, String>)> {
     let case_id = q.get("case_id").ok_or_else(|| {
         Error::BadRequest("case_id is required: name the case this license is used for".into())
     })?;
     let case_id = parse_case_id(case_id)?;
     let matter = q.get("matter").map(|m| parse_matter(m)).transpose()?;
-    let granted = crate::cases::bind(
+    let bound = crate::cases::bind(
         app,
         scope,
-        &caller.0.dept,
+        &caller.dept,
         &case_id,
         matter.as_ref(),
         holder_hmac,
         Want::Licenses,
     )
     .await?;
-    let allowed = granted
-        .iter()
-        .flat_map(|m| {
-            m.license_types()
-                .map(|t| (t.to_string(), m.code.to_string()))
-        })
-        .collect();
+    let allowed = bound.map(|granted| {
+        granted
+            .iter()
+            .flat_map(|m| {
+                m.license_types()
+                    .map(|t| (t.to_string(), m.code.to_string()))
+            })
+            .collect()
+    });
     Ok((case_id, allowed))
+}
+
+/// Decides `fetch_license` of licenses of type `type_code` for the case: granted when
+/// the case grants the type (answers the matter it is used under).
+fn decide_fetch(
+    app: &AppState,
+    authz: &Authz,
+    case: &str,
+    allowed: &std::result::Result<Vec<(String, String)>, String>,
+    type_code: &str,
+) -> Result<String> {
+    let lt = app.vault.license_type(type_code)?;
+    let (matter, because) = match allowed {
+        Err(why) => (None, Some(why.clone())),
+        Ok(pairs) => match pairs.iter().find(|(t, _)| t == type_code) {
+            Some((_, m)) => (Some(m.clone()), None),
+            None => (
+                None,
+                Some(format!(
+                    "no matter of case {case} you take part in lists {type_code} licenses"
+                )),
+            ),
+        },
+    };
+    authz.require_bound(
+        Action::FetchLicense,
+        Resource::LicenseType(lt),
+        Binding {
+            required: true,
+            granted: matter.is_some(),
+        },
+        || format!("fetching {type_code} licenses by {}", authz.caller().dept),
+        because,
+    )?;
+    // A policy set may permit a fetch the case does not grant; the use is then recorded
+    // under no matter of the case, which no such set should want: refuse it.
+    matter.ok_or_else(|| {
+        authz.refuse(format!(
+            "case {case} grants no matter for {type_code} licenses"
+        ))
+    })
 }
 
 async fn issue(
     State(app): State<AppState>,
     id: Identity,
+    authz: Authz,
     scope: AuditScope,
     headers: axum::http::HeaderMap,
     body: std::result::Result<ApiJson<LicenseRequest>, Error>,
@@ -122,13 +169,8 @@ async fn issue(
     let (today, at) = now();
     let issued = app
         .vault
-        .issue(&actor(&id, &headers), &req, Source::Api, today, at)
-        .await
-        .inspect_err(|e| {
-            if matches!(e, Error::Forbidden(_)) {
-                scope.update(|c| c.denied = true);
-            }
-        })?;
+        .issue(&authz, &actor(&id, &headers), &req, Source::Api, today, at)
+        .await?;
     match issued {
         Issued::New(view) => {
             scope.update(|c| c.fields = vec![view.id.clone()]);
@@ -141,6 +183,7 @@ async fn issue(
 async fn fetch(
     State(app): State<AppState>,
     id: Identity,
+    authz: Authz,
     scope: AuditScope,
     headers: axum::http::HeaderMap,
     Path(license): Path<String>,
@@ -154,14 +197,8 @@ async fn fetch(
         c.service = Some(format!("license:{}", row.type_code));
         c.subject_hmac = Some(row.holder_hmac.clone());
     });
-    let (case, allowed) = bind_to_case(&app, &id, &scope, &q, &row.holder_hmac).await?;
-    let Some((_, matter)) = allowed.iter().find(|(t, _)| *t == row.type_code) else {
-        scope.update(|c| c.denied = true);
-        return Err(Error::Forbidden(format!(
-            "no matter of case {case} you take part in lists {} licenses",
-            row.type_code
-        )));
-    };
+    let (case, allowed) = bind_to_case(&app, &id.0, &scope, &q, &row.holder_hmac).await?;
+    let matter = decide_fetch(&app, &authz, &case, &allowed, &row.type_code)?;
     scope.update(|c| c.matter = Some(matter.clone()));
     app.vault
         .record_uses(
@@ -178,6 +215,7 @@ async fn fetch(
 async fn of_holder(
     State(app): State<AppState>,
     id: Identity,
+    authz: Authz,
     scope: AuditScope,
     headers: axum::http::HeaderMap,
     Path(holder): Path<String>,
@@ -193,15 +231,50 @@ async fn of_holder(
     if let Some(t) = type_code {
         scope.update(|c| c.service = Some(format!("license:{t}")));
     }
-    let (case, allowed) = bind_to_case(&app, &id, &scope, &q, &hmac).await?;
-    if let Some(t) = type_code
-        && !allowed.iter().any(|(a, _)| a == t)
-    {
-        scope.update(|c| c.denied = true);
-        return Err(Error::Forbidden(format!(
-            "no matter of case {case} you take part in lists {t} licenses"
-        )));
-    }
+    let (case, bound) = bind_to_case(&app, &id.0, &scope, &q, &hmac).await?;
+    let allowed: Vec<(String, String)> = match (type_code, &bound) {
+        (Some(t), _) => vec![(t.to_owned(), decide_fetch(&app, &authz, &case, &bound, t)?)],
+        (None, Err(why)) => return Err(authz.refuse(why.clone())),
+        (None, Ok(pairs)) if pairs.is_empty() => {
+            return Err(authz.refuse(format!(
+                "no matter of case {case} you take part in lists a license type"
+            )));
+        }
+        // Each license type the case grants is its own decision; the listing carries
+        // the types the policies allow.
+        (None, Ok(pairs)) => {
+            let mut kept = Vec::new();
+            let mut policies = Vec::new();
+            for (t, m) in pairs {
+                let lt = app.vault.license_type(t)?;
+                let v = authz
+                    .policies()
+                    .authorize(
+                        authz.caller(),
+                        Action::FetchLicense,
+                        Resource::LicenseType(lt),
+                        paotui_policies::cedar::Policies::binding_context(Binding {
+                            required: true,
+                            granted: true,
+                        }),
+                    )
+                    .map_err(|e| Error::Internal(format!("policy evaluation: {e}")))?;
+                if v.allowed {
+                    kept.push((t.clone(), m.clone()));
+                    policies.extend(v.policies);
+                }
+            }
+            policies.sort();
+            policies.dedup();
+            if kept.is_empty() {
+                return Err(authz.refuse(format!(
+                    "no policy permits fetching the license types case {case} grants"
+                )));
+            }
+            authz.record(true, policies);
+            kept
+        }
+    };
     let (today, at) = now();
     // Only the types the case's matters list leave, whatever else the holder has.
     let views: Vec<LicenseView> = app
@@ -243,6 +316,7 @@ struct StatusBody {
 async fn status(
     State(app): State<AppState>,
     id: Identity,
+    authz: Authz,
     scope: AuditScope,
     headers: axum::http::HeaderMap,
     Path(license): Path<String>,
@@ -265,13 +339,8 @@ async fn status(
     }
     let (from, to) = app
         .vault
-        .change_status(&actor(&id, &headers), &row, body.action, reason, at)
-        .await
-        .inspect_err(|e| {
-            if matches!(e, Error::Forbidden(_)) {
-                scope.update(|c| c.denied = true);
-            }
-        })?;
+        .change_status(&authz, &actor(&id, &headers), &row, body.action, reason, at)
+        .await?;
     Ok(Json(serde_json::json!({
         "id": row.id,
         "previous": from.as_str(),
@@ -283,7 +352,7 @@ async fn status(
 /// auditor departments.
 async fn events(
     State(app): State<AppState>,
-    id: Identity,
+    authz: Authz,
     scope: AuditScope,
     Path(license): Path<String>,
 ) -> Result<Json<Value>> {
@@ -293,13 +362,19 @@ async fn events(
         c.service = Some(format!("license:{}", row.type_code));
         c.subject_hmac = Some(row.holder_hmac.clone());
     });
-    if row.issuer != id.0.dept.as_str() && !app.auditors.contains(&id.0.dept) {
-        scope.update(|c| c.denied = true);
-        return Err(Error::Forbidden(format!(
-            "only department {} and the auditors read the history of this license",
-            row.issuer
-        )));
-    }
+    authz.require(
+        Action::ReadLicenseHistory,
+        Resource::LicenseType(app.vault.license_type(&row.type_code)?),
+        vec![],
+        || {
+            format!(
+                "reading the history of a {} license by {}",
+                row.type_code,
+                authz.caller().dept
+            )
+        },
+        None,
+    )?;
     let events: Vec<Value> = app
         .store
         .license_events(&row.id)
@@ -330,10 +405,18 @@ struct VerifyBody {
 
 async fn verify(
     State(app): State<AppState>,
+    authz: Authz,
     scope: AuditScope,
     body: std::result::Result<ApiJson<VerifyBody>, Error>,
 ) -> Result<Response> {
     scope.update(|c| c.action = Some("license.verify".into()));
+    authz.require(
+        Action::VerifyLicense,
+        Resource::Gateway,
+        vec![],
+        || "checking a license".into(),
+        None,
+    )?;
     let ApiJson(body) = body?;
     let (today, _) = now();
     let verdict = app.vault.verify(&body.jws, today).await?;
@@ -367,6 +450,7 @@ pub const IMPORT_MAX_BYTES: usize = 64 << 20;
 async fn import(
     State(app): State<AppState>,
     id: Identity,
+    authz: Authz,
     scope: AuditScope,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
@@ -378,13 +462,13 @@ async fn import(
         &["application/x-ndjson", "application/jsonl"],
         "an import body is JSON lines: application/x-ndjson",
     )?;
-    if !app.vault.issues_any(&id.0.dept) {
-        scope.update(|c| c.denied = true);
-        return Err(Error::Forbidden(format!(
-            "department {} issues no license type",
-            id.0.dept
-        )));
-    }
+    authz.require(
+        Action::ImportLicenses,
+        Resource::Gateway,
+        vec![],
+        || format!("an import by {}", id.0.dept),
+        None,
+    )?;
     let actor = actor(&id, &headers);
     let mut summary = Summary::default();
     let mut outcomes = Vec::new();
@@ -435,7 +519,7 @@ async fn import(
             skipping = true;
         }
         for row in rows {
-            let o = license_import::import_row(&app.vault, &app.audit, &actor, row).await?;
+            let o = license_import::import_row(&app.vault, &app.audit, &authz, &actor, row).await?;
             summary.add(&o);
             outcomes.push(o);
         }

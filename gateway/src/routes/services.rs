@@ -16,8 +16,9 @@ use paotui_adapters::arrow::datatypes::{DataType, Field, Schema};
 use paotui_adapters::arrow::ipc::writer::StreamWriter;
 use paotui_adapters::arrow::json::WriterBuilder;
 use paotui_adapters::arrow::json::writer::JsonArray;
-use paotui_policies::access::{Binding, Decision, FieldPlan, requested_fields};
+use paotui_policies::access::{Binding, Decision, FieldPlan, permit_plan, requested_fields};
 use paotui_policies::catalog::{ParamValue, Sensitivity, Service};
+use paotui_policies::cedar::{Action, Resource};
 use paotui_policies::ids::ServiceId;
 use paotui_policies::matters::MatterCode;
 use paotui_policies::purpose::Want;
@@ -25,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::audit::{AuditScope, Identity};
+use crate::audit::AuditScope;
+use crate::authz::Authz;
 use crate::config::PurposeBinding;
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -61,14 +63,18 @@ struct ServiceInfo<'a> {
 }
 
 /// The services this caller may query, with what it would see of each field.
-async fn list(
-    State(app): State<AppState>,
-    Identity(caller): Identity,
-    scope: AuditScope,
-) -> Json<Value> {
+async fn list(State(app): State<AppState>, scope: AuditScope, authz: Authz) -> Result<Json<Value>> {
     scope.update(|c| c.action = Some("service.list".into()));
+    authz.require(
+        Action::ListServices,
+        Resource::Gateway,
+        vec![],
+        || "listing the services".into(),
+        None,
+    )?;
+    let caller = authz.caller();
+    let policy = authz.policies();
     let mut out = Vec::new();
-    let policy = app.policy.current();
     for s in app.catalog.services.values() {
         let all: Vec<String> = s.fields.iter().map(|f| f.name.clone()).collect();
         // What the caller could receive for a case that grants the query.
@@ -76,7 +82,9 @@ async fn list(
             required: true,
             granted: true,
         };
-        let Decision::Permit(plan) = policy.decide_query(&caller, s, &all, for_a_case) else {
+        let Decision::Permit(plan) = paotui_policies::access::AccessPolicy::decide_query(
+            policy, caller, s, &all, for_a_case,
+        ) else {
             continue;
         };
         let fields = s
@@ -115,7 +123,7 @@ async fn list(
             fields,
         });
     }
-    Json(serde_json::json!({ "services": out }))
+    Ok(Json(serde_json::json!({ "services": out })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,7 +324,7 @@ fn wants_arrow(headers: &HeaderMap) -> bool {
 
 async fn query(
     State(app): State<AppState>,
-    Identity(caller): Identity,
+    authz: Authz,
     scope: AuditScope,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -339,12 +347,13 @@ async fn query(
     scope.update(|c| c.subject_hmac = Some(subject_hmac.clone()));
     let params = bind_params(service, &subject, &body.params)?;
     let fields = requested_fields(service, body.fields.as_deref())?;
-    let required = app.purpose_binding == PurposeBinding::Required;
-    // A refused binding has answered 403 above; reaching the policy, it granted the query.
-    let granted = case_id.is_some();
-    match (&case_id, app.purpose_binding) {
+    let caller = authz.caller();
+    // A named case binds the query even where binding is off: it is checked, not ignored.
+    let required = app.purpose_binding == PurposeBinding::Required || case_id.is_some();
+    // What the case store says; the policies decide with it as context.
+    let refusal = match (&case_id, app.purpose_binding) {
         (Some(case_id), _) => {
-            let granted = crate::cases::bind(
+            let bound = crate::cases::bind(
                 &app,
                 &scope,
                 &caller.dept,
@@ -354,8 +363,14 @@ async fn query(
                 Want::Service(&service.id),
             )
             .await?;
-            let codes: Vec<&str> = granted.iter().map(|m| m.code.as_str()).collect();
-            scope.update(|c| c.matter = Some(codes.join(",")));
+            match bound {
+                Ok(granted) => {
+                    let codes: Vec<&str> = granted.iter().map(|m| m.code.as_str()).collect();
+                    scope.update(|c| c.matter = Some(codes.join(",")));
+                    None
+                }
+                Err(why) => Some(why),
+            }
         }
         (None, PurposeBinding::Required) => {
             return Err(Error::BadRequest(
@@ -365,20 +380,27 @@ async fn query(
         (None, PurposeBinding::Off) if matter.is_some() => {
             return Err(Error::BadRequest("matter needs a case_id".into()));
         }
-        (None, PurposeBinding::Off) => {}
-    }
-
-    let plan = match app.policy.current().decide_query(
-        &caller,
-        service,
-        &fields,
-        Binding { required, granted },
-    ) {
+        (None, PurposeBinding::Off) => None,
+    };
+    let binding = Binding {
+        required,
+        granted: case_id.is_some() && refusal.is_none(),
+    };
+    authz.require_bound(
+        Action::Query,
+        Resource::Service(service),
+        binding,
+        || format!("a query of {} by {}", service.id, caller.dept),
+        refusal,
+    )?;
+    let plan = authz
+        .policies()
+        .field_plan(caller, service, &fields)
+        .map_err(|e| Error::Internal(format!("policy evaluation: {e}")))?;
+    let plan = match permit_plan(plan, caller, service) {
         Decision::Permit(plan) => plan,
-        Decision::Deny(reason) => {
-            scope.update(|c| c.denied = true);
-            return Err(Error::Forbidden(reason));
-        }
+        // No field decision allows anything: the request is denied by default.
+        Decision::Deny(reason) => return Err(authz.refuse(reason)),
     };
     let source = app.sources.get(&service.source).ok_or_else(|| {
         Error::Internal(format!(
