@@ -66,6 +66,8 @@ pub struct CaseView {
     pub operator: Option<String>,
     pub accepted_on: String,
     pub matters: Vec<MatterView>,
+    /// The parties the case gives, by role (their identifiers are never shown).
+    pub parties: Vec<PartyView>,
     pub materials: Vec<MaterialView>,
     /// Materials covered by a license or by data: paper copies the applicant did not bring.
     pub papers_avoided: usize,
@@ -73,6 +75,12 @@ pub struct CaseView {
     pub overdue: bool,
     pub events: Vec<EventView>,
     pub evaluation: Option<EvaluationView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartyView {
+    pub role: String,
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,7 +227,16 @@ pub async fn view(
             score: e.score,
             comment: e.comment,
         });
+    let parties = case
+        .parties
+        .iter()
+        .map(|p| PartyView {
+            role: p.role.clone(),
+            kind: p.subject_kind.clone(),
+        })
+        .collect();
     Ok(CaseView {
+        parties,
         overdue: matter_views.iter().any(|m| m.overdue),
         id: case.id,
         status: case.status,
@@ -278,6 +295,14 @@ pub async fn bind<'a>(
             .map(|m| purpose::CaseMatterFacts {
                 matter: &m.matter,
                 owner: &m.owner,
+            })
+            .collect(),
+        parties: case
+            .parties
+            .iter()
+            .map(|p| purpose::CasePartyFacts {
+                role: &p.role,
+                subject_hmac: &p.subject_hmac,
             })
             .collect(),
     };

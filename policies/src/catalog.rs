@@ -41,7 +41,7 @@ use toml::Spanned;
 use crate::ids::{IdNumber, ServiceId, Uscc};
 use crate::licenses::{LicenseField, LicenseType, TypeCode};
 use crate::mask::Mask;
-use crate::matters::{Material, MaterialSource, Matter, MatterCode, MatterKind};
+use crate::matters::{Material, MaterialSource, Matter, MatterCode, MatterKind, PartyRole};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -194,6 +194,16 @@ struct RawMatter {
     promised_days: Option<Spanned<u32>>,
     #[serde(default)]
     materials: Vec<Spanned<RawMaterial>>,
+    #[serde(default)]
+    parties: Vec<Spanned<RawParty>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParty {
+    role: String,
+    name: String,
+    kind: SubjectKind,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -366,12 +376,37 @@ fn parse_matter(ctx: &Ctx<'_>, cat: &Catalog, m: RawMatter) -> Result<Matter> {
             deferrable_days: r.deferrable_days,
         });
     }
+    let mut parties: Vec<PartyRole> = Vec::new();
+    for raw in &m.parties {
+        let span = raw.span();
+        let r = raw.get_ref();
+        let ok = (1..=32).contains(&r.role.len())
+            && r.role
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(ctx.err(span, "party role must be 1-32 characters of a-z 0-9 _"));
+        }
+        if parties.iter().any(|p| p.role == r.role) {
+            return Err(ctx.err(span, format!("party role {:?} listed twice", r.role)));
+        }
+        let name = r.name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(ctx.err(span, "party name must be 1-200 bytes"));
+        }
+        parties.push(PartyRole {
+            role: r.role.clone(),
+            name: name.to_owned(),
+            kind: r.kind,
+        });
+    }
     Ok(Matter {
         code,
         name: m.name.trim().to_owned(),
         owner,
         kind,
         materials,
+        parties,
     })
 }
 

@@ -94,6 +94,18 @@ pub struct Material {
     pub deferrable_days: Option<u32>,
 }
 
+/// A person or entity a matter names besides the applicant — an enterprise's legal
+/// representative, the other parent of a newborn — given by role when the case is
+/// opened; the handling department may read data about them for the case as about the
+/// applicant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartyRole {
+    /// `a-z 0-9 _`, 1-32 (e.g. `legal_rep`).
+    pub role: String,
+    pub name: String,
+    pub kind: crate::catalog::SubjectKind,
+}
+
 /// A matter, validated against the catalog it is in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Matter {
@@ -104,6 +116,9 @@ pub struct Matter {
     #[serde(flatten)]
     pub kind: MatterKind,
     pub materials: Vec<Material>,
+    /// Others the matter names, by role (see [`PartyRole`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<PartyRole>,
 }
 
 impl Matter {
@@ -113,6 +128,11 @@ impl Matter {
             MaterialSource::License(t) => Some(t),
             _ => None,
         })
+    }
+
+    /// The party role `role`, if this matter names it.
+    pub fn party(&self, role: &str) -> Option<&PartyRole> {
+        self.parties.iter().find(|p| p.role == role)
     }
 
     /// The data services this matter may query.

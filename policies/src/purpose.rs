@@ -1,9 +1,10 @@
 //! Purpose binding (目的绑定): data about a person or business leaves only for a real case.
 //!
 //! A data query or a license fetch names a case. It is permitted only if the case exists
-//! and is open, the subject is the case's applicant, the caller's department stands in
-//! the right relation to one of the case's matters, and that matter lists the service
-//! (or license type) asked for. After completion or rejection, access ends.
+//! and is open, the subject is the case's applicant (or a party the case gives in a role
+//! the matter names, e.g. an enterprise's legal representative), the caller's department
+//! stands in the right relation to one of the case's matters, and that matter lists the
+//! service (or license type) asked for. After completion or rejection, access ends.
 //!
 //! The decision is a pure function of the case (as stored) and the request, so it is
 //! tested exhaustively here and the gateway only loads the case and calls it.
@@ -24,6 +25,13 @@ pub struct CaseMatterFacts<'a> {
     pub owner: &'a str,
 }
 
+/// A party of a stored case: its role and hashed identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasePartyFacts<'a> {
+    pub role: &'a str,
+    pub subject_hmac: &'a str,
+}
+
 /// What the store knows of a case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseFacts<'a> {
@@ -33,6 +41,7 @@ pub struct CaseFacts<'a> {
     /// The department whose window accepted it.
     pub site_dept: &'a str,
     pub matters: Vec<CaseMatterFacts<'a>>,
+    pub parties: Vec<CasePartyFacts<'a>>,
 }
 
 /// What the request wants to read.
@@ -70,8 +79,18 @@ pub fn bind<'c>(
             case.status
         ));
     }
-    if case.applicant_hmac != req.subject_hmac {
-        return Err(format!("the subject is not the applicant of case {id}"));
+    let applicant = case.applicant_hmac == req.subject_hmac;
+    // The roles the subject has in the case, when it is not the applicant.
+    let roles: Vec<&str> = case
+        .parties
+        .iter()
+        .filter(|p| p.subject_hmac == req.subject_hmac)
+        .map(|p| p.role)
+        .collect();
+    if !applicant && roles.is_empty() {
+        return Err(format!(
+            "the subject is not the applicant of case {id} nor a party it names"
+        ));
     }
     if let Some(want) = req.matter
         && !case.matters.iter().any(|m| m.matter == want.as_str())
@@ -98,10 +117,13 @@ pub fn bind<'c>(
             // A matter dropped from the catalog since the case was opened grants nothing.
             continue;
         };
-        let fits = match req.want {
-            Want::Licenses => site || handler,
-            Want::Service(s) => handler && spec.services().any(|x| x == s),
-        };
+        // A party is read about only under a matter that names its role.
+        let about = applicant || roles.iter().any(|r| spec.party(r).is_some());
+        let fits = about
+            && match req.want {
+                Want::Licenses => site || handler,
+                Want::Service(s) => handler && spec.services().any(|x| x == s),
+            };
         if fits {
             out.push(spec);
         }
@@ -109,9 +131,15 @@ pub fn bind<'c>(
     if let Want::Service(s) = req.want
         && out.is_empty()
     {
-        return Err(format!(
-            "no matter of case {id} handled by {dept} lists service {s}"
-        ));
+        return Err(if applicant {
+            format!("no matter of case {id} handled by {dept} lists service {s}")
+        } else {
+            format!(
+                "no matter of case {id} handled by {dept} lists service {s} and names the \
+                 subject's role ({})",
+                roles.join(", ")
+            )
+        });
     }
     Ok(out)
 }
@@ -137,6 +165,7 @@ mod tests {
                 .iter()
                 .map(|(matter, owner)| CaseMatterFacts { matter, owner })
                 .collect(),
+            parties: vec![],
         }
     }
 
@@ -209,6 +238,43 @@ mod tests {
         assert!(e.contains("has ended"), "{e}");
     }
 
+    /// 有限责任公司设立登记 names the legal representative: SC may read the person's data
+    /// for the enterprise's case; a person in no role, or a role the matter does not
+    /// name, gets nothing.
+    #[test]
+    fn a_party_the_matter_names_is_read_for_the_case() {
+        let cat = catalog();
+        let person = ServiceId::parse("population.person").unwrap();
+        let sc = dept("SC");
+        let mut c = case("accepted", &[("SC-QY-SL", "SC")]);
+        c.parties = vec![
+            CasePartyFacts {
+                role: "legal_rep",
+                subject_hmac: "rep",
+            },
+            CasePartyFacts {
+                role: "other_parent",
+                subject_hmac: "parent",
+            },
+        ];
+        let req = |subject| Request {
+            caller_dept: &sc,
+            subject_hmac: subject,
+            matter: None,
+            want: Want::Service(&person),
+        };
+        assert_eq!(bind(&cat, &c, &req("rep")).unwrap().len(), 1);
+        let e = bind(&cat, &c, &req("parent")).unwrap_err();
+        assert!(e.contains("names the subject's role (other_parent)"), "{e}");
+        let e = bind(&cat, &c, &req("stranger")).unwrap_err();
+        assert!(
+            e.contains("not the applicant of case CASE-1 nor a party"),
+            "{e}"
+        );
+        c.status = "completed";
+        assert!(bind(&cat, &c, &req("rep")).is_err());
+    }
+
     #[test]
     fn a_named_matter_narrows_the_binding() {
         let cat = catalog();
@@ -258,7 +324,8 @@ mod tests {
             site in 0usize..8,
             caller in 0usize..8,
             service in 0usize..4,
-            same_subject in any::<bool>(),
+            subject in 0usize..3,
+            party_role in prop::sample::select(vec!["legal_rep", "other_parent", "nobody"]),
             licenses in any::<bool>(),
             narrow in prop::option::of(0usize..64),
         ) {
@@ -285,20 +352,25 @@ mod tests {
                     .iter()
                     .map(|(matter, owner)| CaseMatterFacts { matter, owner })
                     .collect(),
+                parties: vec![CasePartyFacts { role: party_role, subject_hmac: "party" }],
             };
             let caller = depts[caller % depts.len()];
             let svc = services[service % services.len()];
             let narrow = narrow.map(|n| codes[n % codes.len()]);
             let req = Request {
                 caller_dept: caller,
-                subject_hmac: if same_subject { "applicant" } else { "other" },
+                subject_hmac: ["applicant", "party", "other"][subject],
                 matter: narrow,
                 want: if licenses { Want::Licenses } else { Want::Service(svc) },
             };
             if let Ok(granted) = bind(&cat, &facts, &req) {
                 prop_assert!(!FINAL_STATUSES.contains(&status));
-                prop_assert!(same_subject);
+                prop_assert!(subject < 2, "only the applicant or a party");
                 for g in &granted {
+                    // A party only under a matter that names its role.
+                    if subject == 1 {
+                        prop_assert!(g.party(party_role).is_some());
+                    }
                     let stored = facts.matters.iter().find(|m| m.matter == g.code.as_str());
                     prop_assert!(stored.is_some());
                     let stored = stored.unwrap();

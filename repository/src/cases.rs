@@ -1,4 +1,5 @@
-//! Cases (migration 0004): the case, its matters, its events and its evaluation.
+//! Cases (migrations 0004, 0006): the case, its matters, its parties, its events and its
+//! evaluation.
 //! Opening a case writes all three of case, matters and first event, or nothing; a status
 //! change is optimistic (`WHERE status = from`) plus its event.
 
@@ -20,6 +21,17 @@ pub struct StoredCase {
     pub accepted_at_us: i64,
     pub accepted_on: String,
     pub closed_at_us: Option<i64>,
+    /// Other persons or entities the case's matters name, by role.
+    pub parties: Vec<CaseParty>,
+}
+
+/// A person or entity a case's matter names besides the applicant (e.g. `legal_rep`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseParty {
+    pub role: String,
+    pub subject_hmac: String,
+    /// `person` or `business`.
+    pub subject_kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +69,7 @@ const INSERT_CASE_EVENT: &str = "INSERT INTO case_events (case_id, at_us, event,
 pub const FINAL_CASE_STATUSES: [&str; 2] = ["completed", "rejected"];
 
 impl Store {
-    /// Stores a new case with its matters and its `accepted` event, all or nothing.
+    /// Stores a new case with its matters, parties and `accepted` event, all or nothing.
     pub async fn open_case(
         &self,
         c: &StoredCase,
@@ -91,6 +103,15 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            for party in &c.parties {
+                sqlx::query("INSERT INTO case_parties (case_id, role, subject_hmac, subject_kind) VALUES ($1, $2, $3, $4)")
+                    .bind(&c.id)
+                    .bind(&party.role)
+                    .bind(&party.subject_hmac)
+                    .bind(&party.subject_kind)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             bind_event(sqlx::query(INSERT_CASE_EVENT), &c.id, first)
                 .execute(&mut *tx)
                 .await?;
@@ -99,7 +120,7 @@ impl Store {
         Ok(())
     }
 
-    /// A case with its matters, or `None`.
+    /// A case (with its parties) and its matters, or `None`.
     pub async fn case(&self, id: &str) -> Result<Option<(StoredCase, Vec<CaseMatter>)>> {
         let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
         let msql =
@@ -108,6 +129,22 @@ impl Store {
             let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(p).await? else {
                 return Ok(None);
             };
+            let parties = sqlx::query(
+                "SELECT role, subject_hmac, subject_kind FROM case_parties WHERE case_id = $1 \
+                 ORDER BY role, subject_hmac",
+            )
+            .bind(id)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| -> Result<CaseParty> {
+                Ok(CaseParty {
+                    role: r.try_get("role")?,
+                    subject_hmac: r.try_get("subject_hmac")?,
+                    subject_kind: r.try_get("subject_kind")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
             let c = StoredCase {
                 id: row.try_get("id")?,
                 applicant_hmac: row.try_get("applicant_hmac")?,
@@ -119,6 +156,7 @@ impl Store {
                 accepted_at_us: row.try_get("accepted_at_us")?,
                 accepted_on: row.try_get("accepted_on")?,
                 closed_at_us: row.try_get("closed_at_us")?,
+                parties,
             };
             let matters = sqlx::query(msql)
                 .bind(id)

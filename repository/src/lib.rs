@@ -22,7 +22,7 @@ pub mod verify;
 pub use audit::{
     AuditEntry, ENTRY_FORMAT_V1, ENTRY_FORMAT_V2, NewAuditEntry, Outcome, PolicyDecision,
 };
-pub use cases::{CaseEvent, CaseMatter, Evaluation, FINAL_CASE_STATUSES, StoredCase};
+pub use cases::{CaseEvent, CaseMatter, CaseParty, Evaluation, FINAL_CASE_STATUSES, StoredCase};
 pub use error::{Error, Result};
 pub use licenses::{LicenseEvent, LicenseUse, StoredLicense};
 pub use log::{AuditLog, AuditOptions, SignedCheckpoint};

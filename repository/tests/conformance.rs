@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use paotui_certs::GatewayKey;
 use paotui_repository::{
-    AuditLog, AuditOptions, CaseEvent, CaseMatter, Evaluation, LicenseEvent, LicenseUse,
+    AuditLog, AuditOptions, CaseEvent, CaseMatter, CaseParty, Evaluation, LicenseEvent, LicenseUse,
     NewAuditEntry, Outcome, Store, StoredCase, StoredLicense,
 };
 use sqlx::Connection;
@@ -290,6 +290,18 @@ async fn cases(store: &Store) {
         accepted_at_us: 1,
         accepted_on: "2026-11-25".into(),
         closed_at_us: None,
+        parties: vec![
+            CaseParty {
+                role: "legal_rep".into(),
+                subject_hmac: "h2".into(),
+                subject_kind: "person".into(),
+            },
+            CaseParty {
+                role: "shareholder".into(),
+                subject_hmac: "h3".into(),
+                subject_kind: "person".into(),
+            },
+        ],
     };
     let matters = vec![
         CaseMatter {

@@ -277,6 +277,94 @@ async fn data_leaves_only_for_an_open_case_of_its_subject_to_its_handler() {
     app.stop().await;
 }
 
+/// 有限责任公司设立登记 names the legal representative (法定代表人): the window gives the
+/// representative as a party of the case, and SC reads the person's data for it — but
+/// not another person's, and not under a matter that names no such role.
+#[tokio::test]
+async fn a_party_the_matter_names_is_read_for_its_case() {
+    let app = TestApp::spawn().await.unwrap();
+    let zw = app.client("ZW", "chuangkou").unwrap();
+    let sc = app.client("SC", "dengji").unwrap();
+    let jwks = zw.keys().await.unwrap();
+    let applicant = app.world.subjects[1].clone();
+    let rep = app.world.subjects[2].clone();
+    let stranger = app.world.subjects[3].clone();
+    let open = |body: Value| {
+        let zw = &zw;
+        async move { zw.post_json("/v1/cases", &body).await.unwrap() }
+    };
+
+    let r = open(json!({
+        "applicant": applicant,
+        "matters": ["SC-QY-SL"],
+        "parties": [{"role": "legal_rep", "id": rep}],
+    }))
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let view = r.json().unwrap();
+    assert_eq!(
+        view["parties"],
+        json!([{"role": "legal_rep", "kind": "person"}])
+    );
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains(rep.as_str()),
+        "identifiers never come back"
+    );
+    let case = view["id"].as_str().unwrap().to_owned();
+
+    let r = sc
+        .post_json(PERSON, &json!({"subject": rep, "case_id": case}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let e = entry(&app, &jwks, &r).await.entry;
+    assert_eq!(e.outcome, Outcome::Ok);
+    assert_eq!(e.matter.as_deref(), Some("SC-QY-SL"));
+    let r = sc
+        .post_json(PERSON, &json!({"subject": stranger, "case_id": case}))
+        .await
+        .unwrap();
+    refused(&app, &jwks, &r, "nor a party it names", Some(&case)).await;
+
+    // Bad parties: a role no matter of the case names, an invalid ID, the applicant.
+    for (parties, needle) in [
+        (
+            json!([{"role": "other_parent", "id": rep}]),
+            "names the role \"other_parent\" (named: legal_rep)",
+        ),
+        (
+            json!([{"role": "legal_rep", "id": "110105194912310020"}]),
+            "parties[0] (legal_rep)",
+        ),
+        (
+            json!([{"role": "legal_rep", "id": applicant}]),
+            "is the applicant",
+        ),
+        (json!([{"role": "legal_rep"}]), "missing field"),
+    ] {
+        let r = open(json!({
+            "applicant": applicant,
+            "matters": ["SC-QY-SL"],
+            "parties": parties,
+        }))
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{parties}");
+        let detail = r.json().unwrap()["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains(needle), "{detail} lacks {needle:?}");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn with_binding_off_queries_need_no_case_but_a_named_case_is_still_checked() {
     let app = TestApp::spawn_with(|c| c.policy.purpose_binding = PurposeBinding::Off)

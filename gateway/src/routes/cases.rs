@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use paotui_policies::cedar::{Action, CaseEntity, Policies, Resource};
 use paotui_policies::matters::MatterCode;
-use paotui_repository::{CaseEvent, CaseMatter, Evaluation, StoredCase};
+use paotui_repository::{CaseEvent, CaseMatter, CaseParty, Evaluation, StoredCase};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -84,9 +84,22 @@ struct OpenBody {
     /// ID number (a person) or unified social credit code (an enterprise).
     applicant: String,
     matters: Vec<String>,
+    /// Others the matters name, by role: `[{"role": "legal_rep", "id": "…"}]`.
+    #[serde(default)]
+    parties: Vec<PartyBody>,
     #[serde(default)]
     note: Option<String>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartyBody {
+    role: String,
+    id: String,
+}
+
+/// Most parties one case may give.
+pub const MAX_PARTIES_PER_CASE: usize = 10;
 
 async fn open(
     State(app): State<AppState>,
@@ -135,6 +148,7 @@ async fn open(
     policies.sort();
     policies.dedup();
     authz.record(true, policies);
+    let parties = parties(&app, &specs, &body.parties, &hmac)?;
     let note = note(body.note.as_deref())?;
     let (today, at) = now();
     let case_id = format!(
@@ -167,6 +181,7 @@ async fn open(
         accepted_at_us: at,
         accepted_on: today.to_string(),
         closed_at_us: None,
+        parties,
     };
     let first = CaseEvent {
         at_us: at,
@@ -187,6 +202,66 @@ async fn open(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// The parties of a new case: each in a role one of its matters names, its identifier of
+/// the role's kind (check character included), stored only as HMAC; not the applicant,
+/// and not given twice in one role.
+fn parties(
+    app: &AppState,
+    specs: &[&paotui_policies::matters::Matter],
+    given: &[PartyBody],
+    applicant_hmac: &str,
+) -> Result<Vec<CaseParty>> {
+    if given.len() > MAX_PARTIES_PER_CASE {
+        return Err(Error::BadRequest(format!(
+            "a case gives at most {MAX_PARTIES_PER_CASE} parties"
+        )));
+    }
+    let mut out: Vec<CaseParty> = Vec::new();
+    for (i, p) in given.iter().enumerate() {
+        let Some(role) = specs.iter().find_map(|m| m.party(&p.role)) else {
+            let named: BTreeSet<&str> = specs
+                .iter()
+                .flat_map(|m| m.parties.iter().map(|r| r.role.as_str()))
+                .collect();
+            return Err(Error::BadRequest(format!(
+                "parties[{i}]: no matter of this case names the role {:?} (named: {})",
+                crate::redact(&p.role),
+                if named.is_empty() {
+                    "none".to_owned()
+                } else {
+                    named.into_iter().collect::<Vec<_>>().join(", ")
+                }
+            )));
+        };
+        let id = role
+            .kind
+            .parse(&p.id)
+            .map_err(|e| Error::BadRequest(format!("parties[{i}] ({}): {e}", role.role)))?;
+        let subject_hmac = app.subject_key.hash(&id);
+        if subject_hmac == applicant_hmac {
+            return Err(Error::BadRequest(format!(
+                "parties[{i}] ({}) is the applicant",
+                role.role
+            )));
+        }
+        if out
+            .iter()
+            .any(|q| q.role == role.role && q.subject_hmac == subject_hmac)
+        {
+            return Err(Error::BadRequest(format!(
+                "parties[{i}] ({}) is given twice",
+                role.role
+            )));
+        }
+        out.push(CaseParty {
+            role: role.role.clone(),
+            subject_hmac,
+            subject_kind: crate::vault::kind_name(role.kind).to_owned(),
+        });
+    }
+    Ok(out)
 }
 
 /// Loads a case and asks the policies whether the caller may `action` it (`context`
