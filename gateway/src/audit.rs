@@ -49,8 +49,6 @@ pub struct AuditContext {
     pub matter: Option<String>,
     pub subject_hmac: Option<String>,
     pub fields: Vec<String>,
-    /// Set by handlers that refuse on policy grounds; otherwise derived from the status.
-    pub denied: bool,
     /// The access policy's decision on the request (set by [`crate::authz::Authz`]).
     pub decision: Option<PolicyDecision>,
 }
@@ -217,7 +215,9 @@ async fn finish(
     let reason = parts.extensions.remove::<AuditReason>().map(|r| r.0);
     let outcome = if status.is_success() {
         Outcome::Ok
-    } else if ctx.denied || status == axum::http::StatusCode::FORBIDDEN {
+    } else if ctx.decision.as_ref().is_some_and(|d| !d.allowed)
+        || status == axum::http::StatusCode::FORBIDDEN
+    {
         Outcome::Denied
     } else {
         Outcome::Error

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use paotui_certs::SystemIdentity;
-use paotui_policies::cedar::{Action, Binding, ContextValue, Policies, Resource, Verdict};
+use paotui_policies::cedar::{Action, ContextValue, Policies, Resource, Verdict};
 use paotui_repository::PolicyDecision;
 
 use crate::audit::{AuditScope, Identity};
@@ -56,8 +56,9 @@ impl Authz {
         }
     }
 
-    /// Decides `action` on `resource` and records the verdict as the request's decision.
-    pub fn decide(
+    /// Asks the policies without recording: one of several verdicts a request combines
+    /// (one per matter of a new case, one per license type of a listing).
+    pub fn verdict(
         &self,
         action: Action,
         resource: Resource<'_>,
@@ -66,22 +67,43 @@ impl Authz {
         let verdict = self
             .policy
             .authorize(&self.caller, action, resource, context)
-            .map_err(|e| Error::Internal(format!("policy evaluation: {e}")))?;
+            .map_err(policy_failure)?;
         if !verdict.errors.is_empty() {
             // A policy that fails to evaluate is skipped (it can only deny); say so.
             tracing::warn!(action = action.name(), errors = ?verdict.errors, "policy errors");
         }
+        Ok(verdict)
+    }
+
+    /// Decides `action` on `resource` and records the verdict as the request's decision.
+    pub fn decide(
+        &self,
+        action: Action,
+        resource: Resource<'_>,
+        context: CedarContext,
+    ) -> Result<Verdict> {
+        let verdict = self.verdict(action, resource, context)?;
         self.record(verdict.allowed, verdict.policies.clone());
         Ok(verdict)
+    }
+
+    /// How each of `fields` of `service` leaves for this caller (the query itself was
+    /// decided by [`Authz::require`]).
+    pub fn field_plan(
+        &self,
+        service: &paotui_policies::catalog::Service,
+        fields: &[String],
+    ) -> Result<paotui_policies::access::FieldPlan> {
+        self.policy
+            .field_plan(&self.caller, service, fields)
+            .map_err(policy_failure)
     }
 
     /// Records the request's decision when it combines several verdicts (e.g. one per
     /// license type of a listing): allowed, and the policies that determined it.
     pub fn record(&self, allowed: bool, policies: Vec<String>) {
-        self.scope.update(|c| {
-            c.decision = Some(PolicyDecision { allowed, policies });
-            c.denied = !allowed;
-        });
+        self.scope
+            .update(|c| c.decision = Some(PolicyDecision { allowed, policies }));
     }
 
     /// Denies by default — nothing the request could be granted was allowed (no field of
@@ -112,24 +134,12 @@ impl Authz {
             None => policy,
         }))
     }
+}
 
-    /// [`Authz::require`] for reads bound to a case: the binding's outcome is the context.
-    pub fn require_bound(
-        &self,
-        action: Action,
-        resource: Resource<'_>,
-        binding: Binding,
-        what: impl FnOnce() -> String,
-        because: Option<String>,
-    ) -> Result<()> {
-        self.require(
-            action,
-            resource,
-            Policies::binding_context(binding),
-            what,
-            because,
-        )
-    }
+/// A decision that could not be evaluated (entities the schema rejects): a bug here, not
+/// bad input.
+fn policy_failure(e: paotui_policies::Error) -> Error {
+    Error::Internal(format!("policy evaluation: {e}"))
 }
 
 impl axum::extract::FromRequestParts<AppState> for Authz {

@@ -614,11 +614,13 @@ impl Policies {
         context: Vec<(String, RestrictedExpression)>,
         entities: &Entities,
     ) -> Result<Verdict> {
-        let set = match self.by_action.get(&action) {
-            Some(slice) => slice.by_resource.get(&resource).unwrap_or(&slice.general),
-            None => &self.set,
+        let (set, action) = match self.by_action.get(&action) {
+            Some(slice) => (
+                slice.by_resource.get(&resource).unwrap_or(&slice.general),
+                slice.action.clone(),
+            ),
+            None => (&self.set, uid("Paotui::Action", action.name())?),
         };
-        let action = uid("Paotui::Action", action.name())?;
         let context =
             Context::from_pairs(context).map_err(|e| Error::Policy(format!("context: {e}")))?;
         let request = Request::new(principal, action, resource, context, self.check_schema())
@@ -727,8 +729,10 @@ impl Policies {
 /// The policies that can apply to one action: those whose resource scope is not one
 /// entity (`general`), and for each entity some policy names with `resource == …`, the
 /// general ones with those.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Slice {
+    /// The action's entity, parsed once.
+    action: EntityUid,
     general: PolicySet,
     by_resource: HashMap<EntityUid, PolicySet>,
 }
@@ -753,7 +757,11 @@ fn slice_by_action(schema: &Schema, set: &PolicySet) -> Result<HashMap<Action, S
                 ActionConstraint::In(list) => list.iter().any(|a| *a == me || groups.contains(a)),
             })
             .collect();
-        let mut slice = Slice::default();
+        let mut slice = Slice {
+            action: me,
+            general: PolicySet::new(),
+            by_resource: HashMap::new(),
+        };
         let mut pinned: HashMap<EntityUid, Vec<&Policy>> = HashMap::new();
         for p in &applies {
             match p.resource_constraint() {
@@ -1205,9 +1213,13 @@ mod tests {
             }
         }
         let shipped_count = shipped().len();
+        // Two policies pinned to a catalog service, so its slice (general + pinned) is
+        // exercised: a grant to an outside department and a ban of one consumer.
+        let pinned = "@id(\"pinned-grant\")\npermit (principal in Paotui::Department::\"D0007\", action == Paotui::Action::\"query\", resource == Paotui::Service::\"population.person\");\n@id(\"pinned-ban\")\nforbid (principal in Paotui::Department::\"MZ\", action == Paotui::Action::\"query\", resource == Paotui::Service::\"population.person\");\n";
+        files.push(("pinned.cedar".into(), pinned.into()));
         files.push((
             "generated.cedar".into(),
-            generated_policies(1000 - shipped_count),
+            generated_policies(1000 - shipped_count - 2),
         ));
         let p = Policies::from_sources(
             ("paotui.cedarschema", &schema_text()),
@@ -1231,6 +1243,19 @@ mod tests {
         )
         .unwrap();
         let cat = catalog();
+        let person = &cat.services[&crate::ids::ServiceId::parse("population.person").unwrap()];
+        let granted = Binding {
+            required: true,
+            granted: true,
+        };
+        // The pinned slice holds the general policies too (RS is a consumer) and the pins.
+        assert!(p.query(&caller("RS"), person, granted).unwrap().allowed);
+        assert!(p.query(&caller("D0007"), person, granted).unwrap().allowed);
+        let banned = p.query(&caller("MZ"), person, granted).unwrap();
+        assert_eq!(
+            (banned.allowed, banned.policies),
+            (false, vec!["pinned-ban".to_owned()])
+        );
         let mut compared = 0;
         for d in cat
             .departments

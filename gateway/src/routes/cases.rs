@@ -135,8 +135,9 @@ async fn open(
     // Accepting is decided per matter; the case opens only if every one is allowed.
     let mut policies = Vec::new();
     for spec in &specs {
-        let v = authz.decide(Action::OpenCase, Resource::Matter(spec), vec![])?;
+        let v = authz.verdict(Action::OpenCase, Resource::Matter(spec), vec![])?;
         if !v.allowed {
+            authz.record(false, v.policies.clone());
             return Err(Error::Forbidden(v.reason(&format!(
                 "accepting matter {} at {}",
                 spec.code,

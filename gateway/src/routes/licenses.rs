@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use paotui_policies::cedar::{Action, Binding, Resource};
+use paotui_policies::cedar::{Action, Binding, Policies, Resource};
 use paotui_policies::licenses::{LicenseRequest, StatusAction};
 use paotui_policies::purpose::Want;
 use serde::Deserialize;
@@ -125,13 +125,13 @@ fn decide_fetch(
             ),
         },
     };
-    authz.require_bound(
+    authz.require(
         Action::FetchLicense,
         Resource::LicenseType(lt),
-        Binding {
+        Policies::binding_context(Binding {
             required: true,
             granted: matter.is_some(),
-        },
+        }),
         || format!("fetching {type_code} licenses by {}", authz.caller().dept),
         because,
     )?;
@@ -247,18 +247,14 @@ async fn of_holder(
             let mut policies = Vec::new();
             for (t, m) in pairs {
                 let lt = app.vault.license_type(t)?;
-                let v = authz
-                    .policies()
-                    .authorize(
-                        authz.caller(),
-                        Action::FetchLicense,
-                        Resource::LicenseType(lt),
-                        paotui_policies::cedar::Policies::binding_context(Binding {
-                            required: true,
-                            granted: true,
-                        }),
-                    )
-                    .map_err(|e| Error::Internal(format!("policy evaluation: {e}")))?;
+                let v = authz.verdict(
+                    Action::FetchLicense,
+                    Resource::LicenseType(lt),
+                    Policies::binding_context(Binding {
+                        required: true,
+                        granted: true,
+                    }),
+                )?;
                 if v.allowed {
                     kept.push((t.clone(), m.clone()));
                     policies.extend(v.policies);

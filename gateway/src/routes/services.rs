@@ -18,7 +18,7 @@ use paotui_adapters::arrow::json::WriterBuilder;
 use paotui_adapters::arrow::json::writer::JsonArray;
 use paotui_policies::access::{Binding, Decision, FieldPlan, permit_plan, requested_fields};
 use paotui_policies::catalog::{ParamValue, Sensitivity, Service};
-use paotui_policies::cedar::{Action, Resource};
+use paotui_policies::cedar::{Action, Policies, Resource};
 use paotui_policies::ids::ServiceId;
 use paotui_policies::matters::MatterCode;
 use paotui_policies::purpose::Want;
@@ -386,17 +386,14 @@ async fn query(
         required,
         granted: case_id.is_some() && refusal.is_none(),
     };
-    authz.require_bound(
+    authz.require(
         Action::Query,
         Resource::Service(service),
-        binding,
+        Policies::binding_context(binding),
         || format!("a query of {} by {}", service.id, caller.dept),
         refusal,
     )?;
-    let plan = authz
-        .policies()
-        .field_plan(caller, service, &fields)
-        .map_err(|e| Error::Internal(format!("policy evaluation: {e}")))?;
+    let plan = authz.field_plan(service, &fields)?;
     let plan = match permit_plan(plan, caller, service) {
         Decision::Permit(plan) => plan,
         // No field decision allows anything: the request is denied by default.
