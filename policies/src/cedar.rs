@@ -88,7 +88,7 @@ pub struct Binding {
 pub struct Verdict {
     pub allowed: bool,
     /// Ids of the determining policies: the permits that allowed it, or the forbids
-    /// that denied it (empty when nothing permitted: deny by default).
+    /// that denied it (empty when nothing permitted: deny by default), sorted.
     pub policies: Vec<String>,
     /// Policies that failed to evaluate (they are skipped, which can only deny).
     pub errors: Vec<String>,
@@ -627,10 +627,16 @@ impl Policies {
             .map_err(|e| Error::Policy(format!("request: {e}")))?;
         let response = self.authorizer.is_authorized(&request, set, entities);
         let d = response.diagnostics();
+        // Cedar hands reasons out of a hash set; sorted, the same request gives the
+        // same audit entry bytes whichever slice (or the whole set) decided it.
+        let mut policies: Vec<String> = d.reason().map(ToString::to_string).collect();
+        policies.sort_unstable();
+        let mut errors: Vec<String> = d.errors().map(ToString::to_string).collect();
+        errors.sort_unstable();
         Ok(Verdict {
             allowed: response.decision() == CedarDecision::Allow,
-            policies: d.reason().map(ToString::to_string).collect(),
-            errors: d.errors().map(ToString::to_string).collect(),
+            policies,
+            errors,
         })
     }
 
