@@ -109,6 +109,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Identity {
     }
 }
 
+/// The staff id a request names in `Paotui-Operator` (the audit layer has already
+/// refused a malformed one, so this reads it without judging it again).
+pub fn operator(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(&OPERATOR)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// A staff id from `Paotui-Operator`: 1–64 of `A-Za-z0-9._-@`, and not something that
 /// looks like a citizen's identifier (which must never be logged in clear).
 fn parse_operator(v: &HeaderValue) -> Result<String, Error> {

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use paotui_certs::SystemIdentity;
-use paotui_policies::cedar::{Action, ContextValue, Policies, Resource, Verdict};
+use paotui_policies::cedar::{Action, ContextValue, Policies, Resource, Verdict, Who};
 use paotui_repository::PolicyDecision;
 
 use crate::audit::{AuditScope, Identity};
@@ -26,15 +26,30 @@ pub type CedarContext = Vec<(String, ContextValue)>;
 pub struct Authz {
     policy: Arc<Policies>,
     caller: SystemIdentity,
+    /// The member of staff the caller names (`Paotui-Operator`), an `Operator` entity.
+    operator: Option<String>,
     scope: AuditScope,
 }
 
 impl Authz {
-    pub fn new(policy: Arc<Policies>, caller: SystemIdentity, scope: AuditScope) -> Self {
+    pub fn new(
+        policy: Arc<Policies>,
+        caller: SystemIdentity,
+        operator: Option<String>,
+        scope: AuditScope,
+    ) -> Self {
         Authz {
             policy,
             caller,
+            operator,
             scope,
+        }
+    }
+
+    fn who(&self) -> Who<'_> {
+        Who {
+            system: &self.caller,
+            operator: self.operator.as_deref(),
         }
     }
 
@@ -66,7 +81,7 @@ impl Authz {
     ) -> Result<Verdict> {
         let verdict = self
             .policy
-            .authorize(&self.caller, action, resource, context)
+            .authorize(self.who(), action, resource, context)
             .map_err(policy_failure)?;
         if !verdict.errors.is_empty() {
             // A policy that fails to evaluate is skipped (it can only deny); say so.
@@ -95,7 +110,7 @@ impl Authz {
         fields: &[String],
     ) -> Result<paotui_policies::access::FieldPlan> {
         self.policy
-            .field_plan(&self.caller, service, fields)
+            .field_plan(self.who(), service, fields)
             .map_err(policy_failure)
     }
 
@@ -150,6 +165,11 @@ impl axum::extract::FromRequestParts<AppState> for Authz {
     ) -> Result<Self> {
         let Identity(caller) = Identity::from_request_parts(parts, app).await?;
         let scope = AuditScope::from_request_parts(parts, app).await?;
-        Ok(Authz::new(app.policy.current(), caller, scope))
+        Ok(Authz::new(
+            app.policy.current(),
+            caller,
+            crate::audit::operator(&parts.headers),
+            scope,
+        ))
     }
 }

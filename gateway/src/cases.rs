@@ -31,6 +31,9 @@ pub enum Resolution {
 pub struct MaterialView {
     pub matter: String,
     pub name: String,
+    /// The party role the material is about (absent: the applicant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
     #[serde(flatten)]
     pub resolution: Resolution,
 }
@@ -132,7 +135,8 @@ pub async fn view(
     let open = !paotui_repository::FINAL_CASE_STATUSES.contains(&case.status.as_str());
     let mut matter_views = Vec::new();
     let mut materials = Vec::new();
-    let mut found: std::collections::HashMap<String, Resolution> = std::collections::HashMap::new();
+    let mut found: std::collections::HashMap<(String, String), Resolution> =
+        std::collections::HashMap::new();
     for m in &matters {
         let spec = MatterCode::parse(&m.matter)
             .ok()
@@ -156,35 +160,46 @@ pub async fn view(
             overdue: open && deadline.is_some_and(|d| d < today),
         });
         for mat in &spec.materials {
-            let mut resolution = match &mat.source {
-                // One lookup per type, however many matters list it.
-                MaterialSource::License(t) => match found.get(t.as_str()) {
-                    Some(r) => r.clone(),
-                    None => {
-                        let r = store
-                            .licenses_of_holder(&case.applicant_hmac, Some(t.as_str()), 50)
-                            .await?
-                            .into_iter()
-                            .find(|l| usable(l, today))
-                            .map_or(Resolution::Collect, |l| Resolution::License {
-                                license_id: l.id,
-                            });
-                        found.insert(t.to_string(), r.clone());
-                        r
-                    }
-                },
-                // Data stands in only when the service is keyed by the applicant's kind
-                // of identifier: a person-keyed register cannot vouch for an enterprise
-                // (purpose binding would refuse the query anyway).
-                MaterialSource::Service(s) => match catalog.services.get(s) {
-                    Some(svc) if crate::vault::kind_name(svc.subject) == case.applicant_kind => {
-                        Resolution::Data {
-                            service: s.to_string(),
+            // Whom the material is about: the applicant, or the party the case gives in
+            // the material's role (none given: only the paper will do).
+            let about = match &mat.about {
+                None => Some((case.applicant_hmac.as_str(), case.applicant_kind.as_str())),
+                Some(role) => case
+                    .parties
+                    .iter()
+                    .find(|p| &p.role == role)
+                    .map(|p| (p.subject_hmac.as_str(), p.subject_kind.as_str())),
+            };
+            let mut resolution = match (&mat.source, about) {
+                (MaterialSource::Paper, _) | (_, None) => Resolution::Collect,
+                // One lookup per holder and type, however many matters list it.
+                (MaterialSource::License(t), Some((hmac, _))) => {
+                    let key = (hmac.to_owned(), t.to_string());
+                    match found.get(&key) {
+                        Some(r) => r.clone(),
+                        None => {
+                            let r = store
+                                .licenses_of_holder(hmac, Some(t.as_str()), 50)
+                                .await?
+                                .into_iter()
+                                .find(|l| usable(l, today))
+                                .map_or(Resolution::Collect, |l| Resolution::License {
+                                    license_id: l.id,
+                                });
+                            found.insert(key, r.clone());
+                            r
                         }
                     }
+                }
+                // Data stands in only when the service is keyed by the subject's kind of
+                // identifier: a person-keyed register cannot vouch for an enterprise
+                // (purpose binding would refuse the query anyway).
+                (MaterialSource::Service(s), Some((_, kind))) => match catalog.services.get(s) {
+                    Some(svc) if crate::vault::kind_name(svc.subject) == kind => Resolution::Data {
+                        service: s.to_string(),
+                    },
                     _ => Resolution::Collect,
                 },
-                MaterialSource::Paper => Resolution::Collect,
             };
             if let (Resolution::Collect, Some(days)) = (&resolution, mat.deferrable_days) {
                 resolution = Resolution::Deferred {
@@ -194,6 +209,7 @@ pub async fn view(
             materials.push(MaterialView {
                 matter: m.matter.clone(),
                 name: mat.name.clone(),
+                about: mat.about.clone(),
                 resolution,
             });
         }
@@ -264,7 +280,7 @@ fn usable(l: &paotui_repository::StoredLicense, today: NaiveDate) -> bool {
 
 /// What purpose binding found for a read: the matters of the case that grant it, or why
 /// the case does not.
-pub type Bound<'a> = std::result::Result<Vec<&'a paotui_policies::matters::Matter>, String>;
+pub type Bound<'a> = std::result::Result<Vec<purpose::Grant<'a>>, String>;
 
 /// Purpose binding at the edge: loads case `case_id` and judges the request with
 /// [`purpose::bind`], recording the case (and the matter, when one is named) in the audit

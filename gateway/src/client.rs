@@ -119,14 +119,20 @@ impl MtlsClient {
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply> {
+        self.post_json_with(path, body, &[]).await
+    }
+
+    /// [`MtlsClient::post_json`] with more headers (e.g. `paotui-operator`).
+    pub async fn post_json_with(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply> {
         let bytes = serde_json::to_vec(body).map_err(client_err)?;
-        self.send(
-            Method::POST,
-            path,
-            &[("content-type", "application/json")],
-            bytes,
-        )
-        .await
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.send(Method::POST, path, &all, bytes).await
     }
 
     /// Fetches `/v1/keys` (and checks that answer's own signature with the keys it holds).

@@ -207,6 +207,7 @@ pub async fn import(
             system: paotui_certs::SystemId::parse("cli-import")?,
             serial: String::new(),
         },
+        operator.clone(),
         crate::audit::AuditScope::default(),
     );
     let actor = Actor {

@@ -61,6 +61,14 @@ pub enum SubjectKind {
 }
 
 impl SubjectKind {
+    /// The name the catalog spells it with.
+    pub fn name(self) -> &'static str {
+        match self {
+            SubjectKind::IdNumber => "id_number",
+            SubjectKind::Uscc => "uscc",
+        }
+    }
+
     /// Parses a subject of this kind into its canonical text.
     pub fn parse(self, s: &str) -> Result<String> {
         Ok(match self {
@@ -213,6 +221,9 @@ struct RawMaterial {
     source: String,
     #[serde(default)]
     deferrable_days: Option<u32>,
+    /// A party role of this matter the material is about (default: the applicant).
+    #[serde(default)]
+    about: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +336,31 @@ fn parse_matter(ctx: &Ctx<'_>, cat: &Catalog, m: RawMatter) -> Result<Matter> {
             ));
         }
     };
+    // Parties first: a material may be about one of them.
+    let mut parties: Vec<PartyRole> = Vec::new();
+    for raw in &m.parties {
+        let span = raw.span();
+        let r = raw.get_ref();
+        let ok = (1..=32).contains(&r.role.len())
+            && r.role
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(ctx.err(span, "party role must be 1-32 characters of a-z 0-9 _"));
+        }
+        if parties.iter().any(|p| p.role == r.role) {
+            return Err(ctx.err(span, format!("party role {:?} listed twice", r.role)));
+        }
+        let name = r.name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(ctx.err(span, "party name must be 1-200 bytes"));
+        }
+        parties.push(PartyRole {
+            role: r.role.clone(),
+            name: name.to_owned(),
+            kind: r.kind,
+        });
+    }
     if m.materials.len() > MAX_MATERIALS {
         return Err(ctx.err(m.code.span(), format!("at most {MAX_MATERIALS} materials")));
     }
@@ -370,34 +406,38 @@ fn parse_matter(ctx: &Ctx<'_>, cat: &Catalog, m: RawMatter) -> Result<Matter> {
         {
             return Err(ctx.err(span, format!("deferrable_days must be 1-{MAX_DAYS}")));
         }
+        if let Some(role) = &r.about {
+            let Some(party) = parties.iter().find(|p| &p.role == role) else {
+                return Err(ctx.err(
+                    span,
+                    format!("material {name:?} is about {role:?}, a party role this matter does not name"),
+                ));
+            };
+            // The resolver looks the data or license up by the party's identifier, so
+            // the register must be keyed by that kind of identifier.
+            let keyed = match &source {
+                MaterialSource::License(t) => cat.license_types.get(t).map(|t| t.holder),
+                MaterialSource::Service(s) => cat.services.get(s).map(|s| s.subject),
+                MaterialSource::Paper => None,
+            };
+            if let Some(k) = keyed
+                && k != party.kind
+            {
+                return Err(ctx.err(
+                    span,
+                    format!(
+                        "material {name:?} is about {role:?} ({}), but its source is keyed by {}",
+                        party.kind.name(),
+                        k.name()
+                    ),
+                ));
+            }
+        }
         materials.push(Material {
             name: name.to_owned(),
             source,
             deferrable_days: r.deferrable_days,
-        });
-    }
-    let mut parties: Vec<PartyRole> = Vec::new();
-    for raw in &m.parties {
-        let span = raw.span();
-        let r = raw.get_ref();
-        let ok = (1..=32).contains(&r.role.len())
-            && r.role
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !ok {
-            return Err(ctx.err(span, "party role must be 1-32 characters of a-z 0-9 _"));
-        }
-        if parties.iter().any(|p| p.role == r.role) {
-            return Err(ctx.err(span, format!("party role {:?} listed twice", r.role)));
-        }
-        let name = r.name.trim();
-        if name.is_empty() || name.len() > 200 {
-            return Err(ctx.err(span, "party name must be 1-200 bytes"));
-        }
-        parties.push(PartyRole {
-            role: r.role.clone(),
-            name: name.to_owned(),
-            kind: r.kind,
+            about: r.about.clone(),
         });
     }
     Ok(Matter {
@@ -962,6 +1002,59 @@ deferrable_days = 5
                     "name = \"营业执照\"",
                     23,
                     "listed twice",
+                ),
+            ],
+        );
+    }
+
+    /// A material about a party: the role must be the matter's, and the source keyed by
+    /// the party's kind of identifier.
+    #[test]
+    fn materials_about_a_party() {
+        let base = format!(
+            r#"{MATTERS}
+[[matters]]
+code = "SC-BG-FR"
+name = "法定代表人变更登记"
+owner = "SC"
+kind = "immediate"
+
+[[matters.parties]]
+role = "new_rep"
+name = "新法定代表人"
+kind = "uscc"
+
+[[matters.materials]]
+name = "新法定代表人的营业执照"
+source = "license:YYZZ"
+about = "new_rep"
+"#
+        );
+        let c = Catalog::parse("cat.toml", &base).unwrap();
+        let m = &c.matters[&MatterCode::parse("SC-BG-FR").unwrap()];
+        assert_eq!(m.materials[0].about.as_deref(), Some("new_rep"));
+        let yyzz = TypeCode::parse("YYZZ").unwrap();
+        assert_eq!(
+            m.license_types_for(true, &[]).len(),
+            0,
+            "not the applicant's"
+        );
+        assert_eq!(m.license_types_for(false, &["new_rep"]), [&yyzz]);
+        assert_eq!(m.license_types_for(false, &["other"]).len(), 0);
+        assert_errors_at_lines(
+            &base,
+            &[
+                (
+                    "about = \"new_rep\"",
+                    "about = \"old_rep\"",
+                    39,
+                    "a party role this matter does not name",
+                ),
+                (
+                    "kind = \"uscc\"",
+                    "kind = \"id_number\"",
+                    39,
+                    "about \"new_rep\" (id_number), but its source is keyed by uscc",
                 ),
             ],
         );

@@ -35,6 +35,31 @@ use crate::{Error, Result};
 /// depend on cedar-policy themselves).
 pub use cedar_policy::RestrictedExpression as ContextValue;
 
+/// Who asks: the calling system (proven by its certificate) and, when the system names
+/// one, the member of staff at it who acts (the `Paotui-Operator` header: asserted by the
+/// system, so policies may hold it to naming one, or refuse a named one).
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    pub system: &'a SystemIdentity,
+    pub operator: Option<&'a str>,
+}
+
+impl<'a> From<&'a SystemIdentity> for Who<'a> {
+    fn from(system: &'a SystemIdentity) -> Self {
+        Who {
+            system,
+            operator: None,
+        }
+    }
+}
+
+/// The principal and, when named, the operator entity of a request.
+#[derive(Debug, Clone)]
+struct Asker {
+    principal: EntityUid,
+    operator: Option<EntityUid>,
+}
+
 /// The role auditor departments (`[audit] auditors`) are members of.
 pub const AUDITOR_ROLE: &str = "auditor";
 
@@ -331,6 +356,19 @@ impl Policies {
                 ),
             ));
         }
+        // Requests naming an operator carry it as an `Operator` entity.
+        if !schema
+            .entity_types()
+            .any(|t| t.to_string() == "Paotui::Operator")
+        {
+            return Err(policy_error(
+                schema_name,
+                1,
+                "the schema does not declare entity type Operator, which this gateway \
+                 builds for requests naming an operator"
+                    .to_owned(),
+            ));
+        }
         let mut set = PolicySet::new();
         let mut origin = HashMap::new();
         let mut texts = HashMap::new();
@@ -430,7 +468,8 @@ impl Policies {
         self.origin.get(id).map(String::as_str)
     }
 
-    fn principal(&self, caller: &SystemIdentity, out: &mut Vec<Entity>) -> Result<EntityUid> {
+    fn principal(&self, who: Who<'_>, out: &mut Vec<Entity>) -> Result<Asker> {
+        let caller = who.system;
         let d = caller.dept.as_str();
         let role = uid("Paotui::Role", AUDITOR_ROLE)?;
         let dept = dept_uid(d)?;
@@ -451,7 +490,21 @@ impl Policies {
             )],
             [dept],
         )?);
-        Ok(system)
+        let operator = match who.operator {
+            Some(staff) => {
+                let u = uid(
+                    "Paotui::Operator",
+                    &format!("{}/{}/{staff}", caller.dept, caller.system),
+                )?;
+                out.push(ent(u.clone(), [], [system.clone()])?);
+                Some(u)
+            }
+            None => None,
+        };
+        Ok(Asker {
+            principal: system,
+            operator,
+        })
     }
 
     fn service_entity(s: &Service, out: &mut Vec<Entity>) -> Result<EntityUid> {
@@ -578,18 +631,18 @@ impl Policies {
     }
 
     /// Decides `action` by `caller` on `resource`, with `context` pairs.
-    pub fn authorize(
+    pub fn authorize<'a>(
         &self,
-        caller: &SystemIdentity,
+        who: impl Into<Who<'a>>,
         action: Action,
         resource: Resource<'_>,
         context: Vec<(String, RestrictedExpression)>,
     ) -> Result<Verdict> {
-        let mut entities = Vec::with_capacity(6);
-        let principal = self.principal(caller, &mut entities)?;
+        let mut entities = Vec::with_capacity(7);
+        let asker = self.principal(who.into(), &mut entities)?;
         let resource = self.resource(resource, &mut entities)?;
         let entities = self.entities(entities)?;
-        self.decide(principal, action, resource, context, &entities)
+        self.decide(&asker, action, resource, context, &entities)
     }
 
     /// The schema requests and entities are checked against: in debug builds (every test)
@@ -608,12 +661,19 @@ impl Policies {
 
     fn decide(
         &self,
-        principal: EntityUid,
+        asker: &Asker,
         action: Action,
         resource: EntityUid,
-        context: Vec<(String, RestrictedExpression)>,
+        mut context: Vec<(String, RestrictedExpression)>,
         entities: &Entities,
     ) -> Result<Verdict> {
+        if let Some(op) = &asker.operator {
+            context.push((
+                "operator".to_owned(),
+                RestrictedExpression::new_entity_uid(op.clone()),
+            ));
+        }
+        let principal = asker.principal.clone();
         let (set, action) = match self.by_action.get(&action) {
             Some(slice) => (
                 slice.by_resource.get(&resource).unwrap_or(&slice.general),
@@ -668,14 +728,14 @@ impl Policies {
     }
 
     /// Whether `caller` may query `service` under `binding`.
-    pub fn query(
+    pub fn query<'a>(
         &self,
-        caller: &SystemIdentity,
+        who: impl Into<Who<'a>>,
         service: &Service,
         binding: Binding,
     ) -> Result<Verdict> {
         self.authorize(
-            caller,
+            who,
             Action::Query,
             Resource::Service(service),
             Self::binding_context(binding),
@@ -684,14 +744,14 @@ impl Policies {
 
     /// Which of `fields` leave in clear, masked, or not at all. The caller, the service and
     /// its fields are built as entities once for all the field decisions.
-    pub fn field_plan(
+    pub fn field_plan<'a>(
         &self,
-        caller: &SystemIdentity,
+        who: impl Into<Who<'a>>,
         service: &Service,
         fields: &[String],
     ) -> Result<FieldPlan> {
-        let mut entities = Vec::with_capacity(fields.len() + 4);
-        let principal = self.principal(caller, &mut entities)?;
+        let mut entities = Vec::with_capacity(fields.len() + 5);
+        let asker = self.principal(who.into(), &mut entities)?;
         let service_uid = Self::service_entity(service, &mut entities)?;
         let mut known = Vec::with_capacity(fields.len());
         for name in fields {
@@ -711,7 +771,7 @@ impl Policies {
                 continue;
             };
             let may = |action| {
-                self.decide(principal.clone(), action, u.clone(), vec![], &entities)
+                self.decide(&asker, action, u.clone(), vec![], &entities)
                     .map(|v| v.allowed)
             };
             if may(Action::ReadField)? {
@@ -882,6 +942,75 @@ mod tests {
             &[("test.cedar".into(), policy.into())],
             BTreeSet::new(),
         )
+    }
+
+    /// The operator a request names is an `Operator` entity in its system, carried in
+    /// every action's context: a policy can ban one member of staff, or require one.
+    #[test]
+    fn policies_speak_about_the_operator() {
+        let p = load(
+            r#"@id("gateway-open")
+permit (principal, action == Paotui::Action::"read_keys", resource)
+when { context has operator && context.operator in principal };
+@id("ban-officer-13")
+forbid (principal, action, resource)
+when { context has operator && context.operator == Paotui::Operator::"SC/s1/officer-13" };
+"#,
+        )
+        .unwrap();
+        let sc = caller("SC");
+        let ask = |operator| {
+            p.authorize(
+                Who {
+                    system: &sc,
+                    operator,
+                },
+                Action::ReadKeys,
+                Resource::Gateway,
+                vec![],
+            )
+            .unwrap()
+        };
+        let v = ask(Some("officer-01"));
+        assert!(v.allowed, "{v:?}");
+        assert_eq!(v.policies, ["gateway-open"]);
+        let v = ask(Some("officer-13"));
+        assert!(!v.allowed);
+        assert_eq!(v.policies, ["ban-officer-13"]);
+        assert!(!ask(None).allowed, "no operator named");
+        // The same staff id at another system is another operator.
+        let gd = caller("GA");
+        let v = p
+            .authorize(
+                Who {
+                    system: &gd,
+                    operator: Some("officer-13"),
+                },
+                Action::ReadKeys,
+                Resource::Gateway,
+                vec![],
+            )
+            .unwrap();
+        assert!(v.allowed, "{v:?}");
+    }
+
+    /// A schema without the `Operator` entity type is refused at load: requests naming an
+    /// operator could not be decided against it.
+    #[test]
+    fn a_schema_without_operators_is_refused() {
+        let schema = schema_text()
+            .replace("entity Operator in [System];", "")
+            .replace(", operator?: Operator", "")
+            .replace("context: { operator?: Operator },", "");
+        let e = Policies::from_sources(
+            ("paotui.cedarschema", &schema),
+            &[("test.cedar".into(), String::new())],
+            BTreeSet::new(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("entity type Operator"), "{e}");
     }
 
     #[test]
@@ -1132,15 +1261,30 @@ mod tests {
                     false,
                 ),
                 ("RS", "open_case", Resource::Matter(matter), vec![], true),
+                // A decision names its operator ("+op": the request names one).
                 (
-                    "SC",
+                    "SC+op",
                     "advance_case",
                     Resource::Case(&case),
                     event("approved"),
                     open,
                 ),
                 (
-                    "ZW",
+                    "SC",
+                    "advance_case",
+                    Resource::Case(&case),
+                    event("approved"),
+                    false,
+                ),
+                (
+                    "SC+op",
+                    "advance_case",
+                    Resource::Case(&case),
+                    event("rejected"),
+                    open,
+                ),
+                (
+                    "ZW+op",
                     "advance_case",
                     Resource::Case(&case),
                     event("approved"),
@@ -1198,7 +1342,16 @@ mod tests {
                 ("ZW", "list_matters", Resource::Gateway, vec![], true),
             ] {
                 let action = act(action);
-                let v = p.authorize(&caller(who), action, resource, ctx).unwrap();
+                let (dept, op) = match who.split_once('+') {
+                    Some((d, _)) => (d, Some("officer-01")),
+                    None => (who, None),
+                };
+                let system = caller(dept);
+                let asker = Who {
+                    system: &system,
+                    operator: op,
+                };
+                let v = p.authorize(asker, action, resource, ctx).unwrap();
                 assert_eq!(v.allowed, want, "{status}: {who} {action:?}: {v:?}");
                 assert!(v.errors.is_empty(), "{v:?}");
             }

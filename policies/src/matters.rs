@@ -92,6 +92,21 @@ pub struct Material {
     pub source: MaterialSource,
     /// Deferrable (容缺): due this many working days after acceptance.
     pub deferrable_days: Option<u32>,
+    /// The party role (of the same matter) this material is about — the legal
+    /// representative's identity proof — rather than the applicant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+}
+
+impl Material {
+    /// Whether this material is about a subject that is the applicant (`applicant`) or
+    /// holds `roles` in the case.
+    pub fn concerns(&self, applicant: bool, roles: &[&str]) -> bool {
+        match &self.about {
+            None => applicant,
+            Some(r) => roles.contains(&r.as_str()),
+        }
+    }
 }
 
 /// A person or entity a matter names besides the applicant — an enterprise's legal
@@ -127,6 +142,28 @@ impl Matter {
         self.materials.iter().filter_map(|m| match &m.source {
             MaterialSource::License(t) => Some(t),
             _ => None,
+        })
+    }
+
+    /// The license types this matter may fetch for a subject that is the applicant
+    /// (`applicant`) or holds `roles` in the case: those of materials about it.
+    pub fn license_types_for(&self, applicant: bool, roles: &[&str]) -> Vec<&TypeCode> {
+        self.materials
+            .iter()
+            .filter(|m| m.concerns(applicant, roles))
+            .filter_map(|m| match &m.source {
+                MaterialSource::License(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether this matter lists service `s` in a material about a subject that is the
+    /// applicant (`applicant`) or holds `roles` in the case.
+    pub fn lists_service_for(&self, s: &ServiceId, applicant: bool, roles: &[&str]) -> bool {
+        self.materials.iter().any(|m| {
+            m.concerns(applicant, roles)
+                && matches!(&m.source, MaterialSource::Service(x) if x == s)
         })
     }
 

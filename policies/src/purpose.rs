@@ -13,6 +13,7 @@ use paotui_certs::DeptCode;
 
 use crate::catalog::Catalog;
 use crate::ids::ServiceId;
+use crate::licenses::TypeCode;
 use crate::matters::{Matter, MatterCode};
 
 /// The case statuses after which nothing more may be read for it.
@@ -65,13 +66,22 @@ pub struct Request<'a> {
     pub want: Want<'a>,
 }
 
+/// A matter of the case a request may act under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant<'c> {
+    pub matter: &'c Matter,
+    /// For [`Want::Licenses`]: the license types of the matter's materials about the
+    /// subject (the applicant's, or those about the party's role); empty for a query.
+    pub license_types: Vec<&'c TypeCode>,
+}
+
 /// Decides a request against its case. `Ok` holds the case's matters the request may act
 /// under (never empty for [`Want::Service`]); `Err` the reason it is refused.
 pub fn bind<'c>(
     catalog: &'c Catalog,
     case: &CaseFacts<'_>,
     req: &Request<'_>,
-) -> Result<Vec<&'c Matter>, String> {
+) -> Result<Vec<Grant<'c>>, String> {
     let id = case.id;
     if FINAL_STATUSES.contains(&case.status) {
         return Err(format!(
@@ -117,15 +127,22 @@ pub fn bind<'c>(
             // A matter dropped from the catalog since the case was opened grants nothing.
             continue;
         };
-        // A party is read about only under a matter that names its role.
+        // A party is read about only under a matter that names its role, and data only
+        // as a material about the subject (the applicant's, or the party's) lists it.
         let about = applicant || roles.iter().any(|r| spec.party(r).is_some());
         let fits = about
             && match req.want {
                 Want::Licenses => site || handler,
-                Want::Service(s) => handler && spec.services().any(|x| x == s),
+                Want::Service(s) => handler && spec.lists_service_for(s, applicant, &roles),
             };
         if fits {
-            out.push(spec);
+            out.push(Grant {
+                matter: spec,
+                license_types: match req.want {
+                    Want::Licenses => spec.license_types_for(applicant, &roles),
+                    Want::Service(_) => Vec::new(),
+                },
+            });
         }
     }
     if let Want::Service(s) = req.want
@@ -135,7 +152,7 @@ pub fn bind<'c>(
             format!("no matter of case {id} handled by {dept} lists service {s}")
         } else {
             format!(
-                "no matter of case {id} handled by {dept} lists service {s} and names the \
+                "no matter of case {id} handled by {dept} lists service {s} for the \
                  subject's role ({})",
                 roles.join(", ")
             )
@@ -265,7 +282,21 @@ mod tests {
         };
         assert_eq!(bind(&cat, &c, &req("rep")).unwrap().len(), 1);
         let e = bind(&cat, &c, &req("parent")).unwrap_err();
-        assert!(e.contains("names the subject's role (other_parent)"), "{e}");
+        assert!(e.contains("for the subject's role (other_parent)"), "{e}");
+        // The representative's identity is a material of the matter; the premises
+        // (住所使用证明) are the applicant's, not the representative's.
+        let property = ServiceId::parse("property.by_owner").unwrap();
+        let premises = Request {
+            want: Want::Service(&property),
+            ..req("rep")
+        };
+        let e = bind(&cat, &c, &premises).unwrap_err();
+        assert!(e.contains("for the subject's role (legal_rep)"), "{e}");
+        let premises = Request {
+            subject_hmac: "applicant",
+            ..premises
+        };
+        assert_eq!(bind(&cat, &c, &premises).unwrap().len(), 1);
         let e = bind(&cat, &c, &req("stranger")).unwrap_err();
         assert!(
             e.contains("not the applicant of case CASE-1 nor a party"),
@@ -290,7 +321,7 @@ mod tests {
         };
         let got = bind(&cat, &c, &req).unwrap();
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].code.as_str(), "RS-SBK-SL");
+        assert_eq!(got[0].matter.code.as_str(), "RS-SBK-SL");
         let sc_matter = MatterCode::parse("SC-GTGSH-SL").unwrap();
         req.matter = Some(&sc_matter);
         assert!(
@@ -366,7 +397,8 @@ mod tests {
             if let Ok(granted) = bind(&cat, &facts, &req) {
                 prop_assert!(!FINAL_STATUSES.contains(&status));
                 prop_assert!(subject < 2, "only the applicant or a party");
-                for g in &granted {
+                for grant in &granted {
+                    let g = grant.matter;
                     // A party only under a matter that names its role.
                     if subject == 1 {
                         prop_assert!(g.party(party_role).is_some());
@@ -377,11 +409,16 @@ mod tests {
                     if let Some(n) = narrow {
                         prop_assert_eq!(&g.code, n);
                     }
+                    // What is released is what a material about this subject lists.
+                    let (applicant, roles) = if subject == 0 { (true, vec![]) } else { (false, vec![party_role]) };
                     if licenses {
                         prop_assert!(stored.owner == caller.as_str() || facts.site_dept == caller.as_str());
+                        let about = g.license_types_for(applicant, &roles);
+                        prop_assert!(grant.license_types.iter().all(|t| about.contains(t)));
                     } else {
                         prop_assert_eq!(stored.owner, caller.as_str());
-                        prop_assert!(g.services().any(|s| s == svc));
+                        prop_assert!(g.lists_service_for(svc, applicant, &roles));
+                        prop_assert!(grant.license_types.is_empty());
                     }
                 }
                 if !licenses {

@@ -114,10 +114,14 @@ async fn a_window_case_resolves_materials_and_follows_its_lifecycle() {
         .unwrap();
     let other = r.json().unwrap();
     assert_eq!(other["materials"][0]["by"], "collect", "{other}");
-    assert_eq!(other["materials"][2]["by"], "collect");
-    assert_eq!(other["materials"][3]["name"], "父母结婚证");
     assert_eq!(
-        other["materials"][3]["by"], "collect",
+        other["materials"][2]["by"], "collect",
+        "no other parent given"
+    );
+    assert_eq!(other["materials"][2]["about"], "other_parent");
+    assert_eq!(other["materials"][5]["name"], "父母结婚证");
+    assert_eq!(
+        other["materials"][5]["by"], "collect",
         "no marriage certificate in the vault"
     );
     assert_eq!(other["papers_avoided"], 1);
@@ -177,8 +181,27 @@ async fn a_window_case_resolves_materials_and_follows_its_lifecycle() {
         "{}",
         String::from_utf8_lossy(&r.body)
     );
+    // A decision names the member of staff who took it.
+    let p = problem(
+        &sc.post_json(&ev, &json!({"event": "approved"}))
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+    );
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("case-decisions-name-an-operator"),
+        "{detail}"
+    );
     for e in ["approved", "completed"] {
-        let r = sc.post_json(&ev, &json!({ "event": e })).await.unwrap();
+        let r = sc
+            .post_json_with(
+                &ev,
+                &json!({ "event": e }),
+                &[("paotui-operator", "sc-officer-01")],
+            )
+            .await
+            .unwrap();
         assert_eq!(
             r.status,
             StatusCode::OK,
@@ -228,6 +251,11 @@ async fn a_window_case_resolves_materials_and_follows_its_lifecycle() {
         ["accepted", "supplemented", "approved", "completed"]
     );
     assert_eq!(done["events"][0]["note"], "窗口受理");
+    assert_eq!(done["events"][2]["operator"], "sc-officer-01");
+    assert!(
+        done["events"][1]["operator"].is_null(),
+        "a supplement may name none"
+    );
     app.stop().await;
 }
 
@@ -265,6 +293,120 @@ async fn bad_case_requests_are_clear_4xx() {
             .await
             .unwrap(),
         StatusCode::NOT_FOUND,
+    );
+    app.stop().await;
+}
+
+/// 新生儿出生登记落户 names the other parent: given as a party of the case, the other
+/// parent's 户口簿 comes from the vault and their identity from data, and the window may
+/// fetch that 户口簿 for the case; without the party, both are collected on paper.
+#[tokio::test]
+async fn materials_about_a_party_are_resolved_by_the_party() {
+    let app = TestApp::spawn().await.unwrap();
+    let zw = app.client("ZW", "chuangkou").unwrap();
+    // A person whose 户口簿 the world imported into the vault.
+    let csv = std::fs::read_to_string(app.world.dir.join("data").join("licenses-GA.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "holder_id").unwrap();
+    let parent = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .nth(col)
+        .unwrap()
+        .to_owned();
+    let applicant = paotui_policies::ids::IdNumber::from_parts(
+        440604,
+        chrono::NaiveDate::from_ymd_opt(1991, 2, 3).unwrap(),
+        778,
+    )
+    .unwrap();
+    let open = |parties: Value| {
+        let zw = &zw;
+        let body =
+            json!({"applicant": applicant.as_str(), "matters": ["GA-XSE-LH"], "parties": parties});
+        async move {
+            let r = zw.post_json("/v1/cases", &body).await.unwrap();
+            assert_eq!(
+                r.status,
+                StatusCode::CREATED,
+                "{}",
+                String::from_utf8_lossy(&r.body)
+            );
+            r.json().unwrap()
+        }
+    };
+    let resolved = |case: &Value| -> Vec<(String, String, Option<String>)> {
+        case["materials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_owned(),
+                    m["by"].as_str().unwrap().to_owned(),
+                    m["about"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    let row = |name: &str, by: &str, about: bool| {
+        (
+            name.to_owned(),
+            by.to_owned(),
+            about.then(|| "other_parent".to_owned()),
+        )
+    };
+
+    let with = open(json!([{"role": "other_parent", "id": parent}])).await;
+    assert_eq!(
+        resolved(&with),
+        [
+            row("申报人户口簿", "collect", false),
+            row("申报人身份证明", "data", false),
+            row("另一方户口簿", "license", true),
+            row("另一方身份证明", "data", true),
+            row("出生医学证明", "collect", false),
+            row("父母结婚证", "collect", false),
+        ]
+    );
+    assert_eq!(with["papers_avoided"], 3);
+    let license = with["materials"][2]["license_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(license.starts_with("HKB-GA-"), "{license}");
+    let case = with["id"].as_str().unwrap();
+    let r = zw
+        .get(&format!("/v1/licenses/{license}?case_id={case}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+
+    let without = open(json!([])).await;
+    assert_eq!(resolved(&without)[2], row("另一方户口簿", "collect", true));
+    assert_eq!(
+        resolved(&without)[3],
+        row("另一方身份证明", "collect", true)
+    );
+    assert_eq!(without["papers_avoided"], 1);
+    // Nor may the other parent's 户口簿 be fetched for a case that does not name them.
+    let case = without["id"].as_str().unwrap();
+    let r = zw
+        .get(&format!("/v1/licenses/{license}?case_id={case}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        String::from_utf8_lossy(&r.body)
     );
     app.stop().await;
 }

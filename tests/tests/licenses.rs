@@ -299,9 +299,13 @@ async fn license_fetches_are_bound_to_an_open_matching_case() {
     // Once the case is completed, access for it ends.
     for e in ["approved", "completed"] {
         let r =
-            c.sc.post_json(&format!("/v1/cases/{good}/events"), &json!({ "event": e }))
-                .await
-                .unwrap();
+            c.sc.post_json_with(
+                &format!("/v1/cases/{good}/events"),
+                &json!({ "event": e }),
+                &[("paotui-operator", "sc-officer-01")],
+            )
+            .await
+            .unwrap();
         assert_eq!(r.status, StatusCode::OK);
     }
     let p = problem(

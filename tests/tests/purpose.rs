@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 const PERSON: &str = "/v1/services/population.person/query";
 const PROPERTY: &str = "/v1/services/property.by_owner/query";
+/// The member of staff at SC who decides cases (a decision names its operator).
+const OFFICER: &[(&str, &str)] = &[("paotui-operator", "sc-officer-01")];
 
 async fn entry(app: &TestApp, jwks: &Jwks, r: &Reply) -> AuditEntry {
     let (_, idx) = r.verify(jwks).unwrap();
@@ -198,9 +200,10 @@ async fn data_leaves_only_for_an_open_case_of_its_subject_to_its_handler() {
     // Approved, the case is still open; completed, access ends.
     for event in ["approved", "completed"] {
         let r = sc
-            .post_json(
+            .post_json_with(
                 &format!("/v1/cases/{case}/events"),
                 &json!({"event": event}),
+                OFFICER,
             )
             .await
             .unwrap();
@@ -229,9 +232,10 @@ async fn data_leaves_only_for_an_open_case_of_its_subject_to_its_handler() {
     // Rejected: the same.
     let other = app.open_case(&zw, &owner, &["SC-GTGSH-SL"]).await.unwrap();
     let r = sc
-        .post_json(
+        .post_json_with(
             &format!("/v1/cases/{other}/events"),
             &json!({"event": "rejected", "note": "材料不符"}),
+            OFFICER,
         )
         .await
         .unwrap();
@@ -335,6 +339,20 @@ async fn a_party_the_matter_names_is_read_for_its_case() {
         .await
         .unwrap();
     refused(&app, &jwks, &r, "nor a party it names", Some(&case)).await;
+    // Only what a material about the representative lists: the premises proof is the
+    // applicant's.
+    let r = sc
+        .post_json(PROPERTY, &json!({"subject": rep, "case_id": case}))
+        .await
+        .unwrap();
+    refused(
+        &app,
+        &jwks,
+        &r,
+        "lists service property.by_owner for the subject's role (legal_rep)",
+        Some(&case),
+    )
+    .await;
 
     // Bad parties: a role no matter of the case names, an invalid ID, the applicant.
     for (parties, needle) in [

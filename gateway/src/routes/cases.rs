@@ -22,7 +22,7 @@ use paotui_repository::{CaseEvent, CaseMatter, CaseParty, Evaluation, StoredCase
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::audit::{AuditScope, Identity, OPERATOR};
+use crate::audit::{AuditScope, Identity, operator};
 use crate::authz::Authz;
 use crate::cases::{self, CaseView};
 use crate::extract::ApiJson;
@@ -41,14 +41,6 @@ pub fn router() -> Router<AppState> {
 
 /// Most matters one case may bundle (一表式 / 并联审批).
 pub const MAX_MATTERS_PER_CASE: usize = 10;
-
-fn operator(headers: &axum::http::HeaderMap) -> Option<String> {
-    // The audit layer has already refused a malformed operator.
-    headers
-        .get(&OPERATOR)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
 
 fn note(n: Option<&str>) -> Result<Option<String>> {
     match n.map(str::trim) {

@@ -26,7 +26,7 @@ use paotui_policies::purpose::Want;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::audit::{AuditScope, Identity, OPERATOR, REQUEST_ID};
+use crate::audit::{AuditScope, Identity, REQUEST_ID};
 use crate::authz::Authz;
 use crate::extract::{ApiJson, query_params, require_media_type};
 use crate::license_import::{self, MAX_ROW_BYTES, Row, RowOutcome, Summary};
@@ -47,18 +47,15 @@ pub fn router() -> Router<AppState> {
 }
 
 fn actor(id: &Identity, headers: &axum::http::HeaderMap) -> Actor {
-    let h = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
-            .map(str::to_owned)
-    };
     Actor {
         dept: id.0.dept.clone(),
         system: id.0.system.to_string(),
-        // The audit layer has already refused a malformed operator.
-        operator: h(&OPERATOR),
-        request_id: h(&REQUEST_ID).unwrap_or_default(),
+        operator: crate::audit::operator(headers),
+        request_id: headers
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default(),
     }
 }
 
@@ -94,9 +91,10 @@ async fn bind_to_case(
     let allowed = bound.map(|granted| {
         granted
             .iter()
-            .flat_map(|m| {
-                m.license_types()
-                    .map(|t| (t.to_string(), m.code.to_string()))
+            .flat_map(|g| {
+                g.license_types
+                    .iter()
+                    .map(|t| (t.to_string(), g.matter.code.to_string()))
             })
             .collect()
     });

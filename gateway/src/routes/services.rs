@@ -365,7 +365,7 @@ async fn query(
             .await?;
             match bound {
                 Ok(granted) => {
-                    let codes: Vec<&str> = granted.iter().map(|m| m.code.as_str()).collect();
+                    let codes: Vec<&str> = granted.iter().map(|g| g.matter.code.as_str()).collect();
                     scope.update(|c| c.matter = Some(codes.join(",")));
                     None
                 }
