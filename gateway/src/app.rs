@@ -144,26 +144,33 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
     })))
 }
 
-/// The Cedar policies named by `[policy] dir`, or the shipped ones; validated against the
-/// schema (a broken file is refused with its file and line).
 /// `[audit] auditors`, parsed.
 pub fn auditors(cfg: &Config) -> Result<Vec<paotui_certs::DeptCode>> {
-    cfg.audit
-        .auditors
-        .iter()
+    dept_list("auditors", &cfg.audit.auditors)
+}
+
+fn dept_list(key: &str, list: &[String]) -> Result<Vec<paotui_certs::DeptCode>> {
+    list.iter()
         .map(|d| {
             paotui_certs::DeptCode::parse(d)
-                .map_err(|e| Error::Config(format!("[audit] auditors: {d:?}: {e}")))
+                .map_err(|e| Error::Config(format!("[audit] {key}: {d:?}: {e}")))
         })
         .collect()
 }
 
+/// The Cedar policies named by `[policy] dir`, or the shipped ones; validated against the
+/// schema (a broken file is refused with its file and line). `[audit] auditors` and
+/// `portals` are the members of the policies' roles.
 pub fn load_policies(cfg: &Config, auditors: &[paotui_certs::DeptCode]) -> Result<Policies> {
     let auditors = auditors.iter().cloned().collect();
+    let portals = dept_list("portals", &cfg.audit.portals)?
+        .into_iter()
+        .collect();
     match &cfg.policy.dir {
         Some(dir) => Policies::load_dir(&cfg.path(dir), auditors),
         None => Policies::shipped(auditors),
     }
+    .map(|p| p.with_portals(portals))
     .map_err(|e| Error::Config(format!("[policy]: {e}")))
 }
 

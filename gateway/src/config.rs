@@ -161,6 +161,9 @@ pub struct AuditConfig {
     pub origin: String,
     /// Department codes whose systems may read the log (`/v1/audit/*`): 电子监察.
     pub auditors: Vec<String>,
+    /// Department codes running a citizen-facing portal, whose systems may ask who read
+    /// a citizen's data (`GET /v1/audit/subject`; policy role `portal`).
+    pub portals: Vec<String>,
     /// Most entries committed in one transaction.
     pub max_batch: usize,
     /// How long a batch waits for more entries once it has one (µs). 0 commits what is
@@ -179,6 +182,7 @@ impl Default for AuditConfig {
         AuditConfig {
             origin: "paotui.local/audit".into(),
             auditors: vec!["JC".into()],
+            portals: vec![],
             max_batch: 4096,
             max_wait_us: 0,
             checkpoint_interval_ms: 1_000,

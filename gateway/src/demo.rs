@@ -600,6 +600,36 @@ pub async fn walkthrough(world: &World, addr: SocketAddr) -> Result<()> {
         r.status,
         r.json()?["detail"].as_str().unwrap_or("")
     ));
+
+    // The applicant asks at the window who read their data (谁查了我的数据).
+    let r = zw
+        .get(&format!("/v1/audit/subject?id={applicant}&limit=20"))
+        .await?;
+    check("who read my data", r.status, StatusCode::OK)?;
+    r.verify(&jwks)?;
+    let seen = r.json()?;
+    let accesses = seen["accesses"].as_array().cloned().unwrap_or_default();
+    say(format!(
+        "{}. ZW/chuangkou asks, for the applicant, who read their data (GET /v1/audit/subject) → {} · {} access(es), newest first:",
+        st.next(),
+        r.status,
+        accesses.len()
+    ));
+    for a in &accesses {
+        let text = |k: &str| a[k].as_str().unwrap_or("-").to_owned();
+        let by = match a["operator"].as_str() {
+            Some(op) => format!("{}/{} ({op})", text("dept"), text("system")),
+            None => format!("{}/{}", text("dept"), text("system")),
+        };
+        say(format!(
+            "     #{} {by} {} {} case {} → {}",
+            a["index"],
+            text("action"),
+            text("service"),
+            text("case_id"),
+            text("outcome")
+        ));
+    }
     Ok(())
 }
 

@@ -49,6 +49,17 @@ fn demo_exit_builds_walks_through_and_reuses_its_world() {
         "{stdout}"
     );
     assert!(stdout.contains("curl --cacert"), "{stdout}");
+    // Who read my data: the window lists the applicant's accesses, refused ones included.
+    assert!(
+        stdout.contains("who read their data (GET /v1/audit/subject) → 200 OK"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("SC/dengji service.query population.person case CASE-")
+            && stdout.contains("RS/shebao service.query population.person case CASE-"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ZW/chuangkou case.open"), "{stdout}");
     // The license vault: imported at build, fetched by a window, issued, verified, suspended.
     assert!(stdout.contains("SC imported"), "{stdout}");
     assert!(

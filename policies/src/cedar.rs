@@ -62,6 +62,9 @@ struct Asker {
 
 /// The role auditor departments (`[audit] auditors`) are members of.
 pub const AUDITOR_ROLE: &str = "auditor";
+/// The role of departments running a citizen-facing portal (`[audit] portals`), which
+/// may ask on a citizen's behalf who read their data.
+pub const PORTAL_ROLE: &str = "portal";
 
 /// The schema, as shipped in `policies/cedar/`.
 pub const SCHEMA: &str = include_str!("../cedar/paotui.cedarschema");
@@ -83,6 +86,8 @@ pub struct Policies {
     /// Where each policy came from, for messages: id → `file:line`.
     origin: HashMap<String, String>,
     auditors: BTreeSet<DeptCode>,
+    /// Departments in `Role::"portal"` ([`PORTAL_ROLE`]).
+    portals: BTreeSet<DeptCode>,
     authorizer: Authorizer,
     /// Per action, the policies whose scope can match it: a request is evaluated against
     /// these only, which decides exactly as the whole set (a policy whose scope excludes
@@ -163,10 +168,11 @@ pub enum Action {
     VerifyLicense,
     ImportLicenses,
     ListMatters,
+    ReadSubjectAccesses,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::Query,
         Action::ReadField,
         Action::ReadFieldMasked,
@@ -185,6 +191,7 @@ impl Action {
         Action::VerifyLicense,
         Action::ImportLicenses,
         Action::ListMatters,
+        Action::ReadSubjectAccesses,
     ];
 
     /// The action's id in the schema (`Paotui::Action::"…"`).
@@ -208,6 +215,7 @@ impl Action {
             Action::VerifyLicense => "verify_license",
             Action::ImportLicenses => "import_licenses",
             Action::ListMatters => "list_matters",
+            Action::ReadSubjectAccesses => "read_subject_accesses",
         }
     }
 }
@@ -449,9 +457,17 @@ impl Policies {
             set,
             origin,
             auditors,
+            portals: BTreeSet::new(),
             authorizer: Authorizer::new(),
             by_action,
         })
+    }
+
+    /// Puts `portals` in `Role::"portal"` (`[audit] portals`): departments whose
+    /// citizen-facing systems may ask who read a citizen's data.
+    pub fn with_portals(mut self, portals: BTreeSet<DeptCode>) -> Self {
+        self.portals = portals;
+        self
     }
 
     /// How many policies the set holds.
@@ -471,13 +487,16 @@ impl Policies {
     fn principal(&self, who: Who<'_>, out: &mut Vec<Entity>) -> Result<Asker> {
         let caller = who.system;
         let d = caller.dept.as_str();
-        let role = uid("Paotui::Role", AUDITOR_ROLE)?;
         let dept = dept_uid(d)?;
-        let is_auditor = self.auditors.contains(&caller.dept);
-        out.push(ent(dept.clone(), [], is_auditor.then(|| role.clone()))?);
-        if is_auditor {
-            out.push(ent(role, [], [])?);
+        let mut roles = Vec::new();
+        for (name, members) in [(AUDITOR_ROLE, &self.auditors), (PORTAL_ROLE, &self.portals)] {
+            if members.contains(&caller.dept) {
+                let role = uid("Paotui::Role", name)?;
+                out.push(ent(role.clone(), [], [])?);
+                roles.push(role);
+            }
         }
+        out.push(ent(dept.clone(), [], roles)?);
         let system = uid(
             "Paotui::System",
             &format!("{}/{}", caller.dept, caller.system),
@@ -1188,7 +1207,7 @@ when { context has operator && context.operator == Paotui::Operator::"SC/s1/offi
     #[test]
     fn matrix_of_callers_actions_and_case_states() {
         let cat = catalog();
-        let p = shipped();
+        let p = shipped().with_portals(BTreeSet::from([DeptCode::parse("ZW").unwrap()]));
         let yyzz = &cat.license_types[&crate::licenses::TypeCode::parse("YYZZ").unwrap()];
         let matter = &cat.matters[&crate::matters::MatterCode::parse("SC-GTGSH-SL").unwrap()];
         let granted = || {
@@ -1312,6 +1331,30 @@ when { context has operator && context.operator == Paotui::Operator::"SC/s1/offi
                 ("JC", "run_sql", Resource::AuditLog, vec![], true),
                 ("SC", "read_audit", Resource::AuditLog, vec![], false),
                 ("ZW", "run_sql", Resource::AuditLog, vec![], false),
+                // Who read my data: the portal (ZW here) and the auditors, nobody else;
+                // the portal reads nothing else of the log.
+                (
+                    "ZW",
+                    "read_subject_accesses",
+                    Resource::AuditLog,
+                    vec![],
+                    true,
+                ),
+                (
+                    "JC",
+                    "read_subject_accesses",
+                    Resource::AuditLog,
+                    vec![],
+                    true,
+                ),
+                (
+                    "RS",
+                    "read_subject_accesses",
+                    Resource::AuditLog,
+                    vec![],
+                    false,
+                ),
+                ("ZW", "read_audit", Resource::AuditLog, vec![], false),
                 (
                     "SC",
                     "read_license_history",

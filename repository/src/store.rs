@@ -137,6 +137,50 @@ impl Store {
             .pop())
     }
 
+    /// Entries about subject `subject_hmac` (its HMAC: the log holds nothing else), newest
+    /// first: at most `limit`, with index below `before` when given (the next page).
+    pub async fn audit_of_subject(
+        &self,
+        subject_hmac: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let limit = i64::from(limit);
+        match &self.backend {
+            Backend::Sqlite(p) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM audit_entries WHERE subject_hmac = ? AND idx < ? \
+                     ORDER BY idx DESC LIMIT ?"
+                );
+                sqlx::query(&sql)
+                    .bind(subject_hmac)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+                    .into_iter()
+                    .map(|r| decode(&r))
+                    .collect()
+            }
+            Backend::Postgres(p) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM audit_entries WHERE subject_hmac = $1 AND idx < $2 \
+                     ORDER BY idx DESC LIMIT $3"
+                );
+                sqlx::query(&sql)
+                    .bind(subject_hmac)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+                    .into_iter()
+                    .map(|r| decode(&r))
+                    .collect()
+            }
+        }
+    }
+
     /// Entries with `from <= idx < to`, in index order.
     pub async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<AuditEntry>> {
         // Indices beyond i64 cannot be stored; clamping keeps the query total.

@@ -106,6 +106,33 @@ async fn append_round_trip(store: &Store) {
         range.iter().map(|e| e.index).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
+    // Who read subject 1's data: its entries newest first, paged by index.
+    for _ in 0..2 {
+        log.append(entry(1)).await.unwrap();
+    }
+    let about = |before, limit| {
+        let hmac = entry(1).subject_hmac.unwrap();
+        async move {
+            store
+                .audit_of_subject(&hmac, before, limit)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.index)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(about(None, 10).await, [6, 5, 1]);
+    assert_eq!(about(None, 2).await, [6, 5]);
+    assert_eq!(about(Some(5), 2).await, [1]);
+    assert_eq!(about(Some(1), 2).await, Vec::<u64>::new());
+    assert!(
+        store
+            .audit_of_subject(&"f".repeat(64), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn concurrent_appends_are_dense(store: &Store) {
@@ -401,7 +428,7 @@ async fn sqlite_conformance() {
     store.close().await;
     // Committed entries survive a reopen.
     let again = Store::open(&url).await.unwrap();
-    assert_eq!(again.audit_len().await.unwrap(), 45);
+    assert_eq!(again.audit_len().await.unwrap(), 47);
 }
 
 #[tokio::test]

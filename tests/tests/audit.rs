@@ -189,3 +189,131 @@ async fn only_auditors_read_the_log_and_bad_parameters_are_400_problems() {
     }
     app.stop().await;
 }
+
+/// Who read my data: a portal (the window system, `[audit] portals` in the demo) asks for
+/// one subject and gets exactly the accesses made about them — answered or refused —
+/// newest first and paged, never the identifier itself; the auditors may ask too, other
+/// departments may not; bad parameters are 400 problems.
+#[tokio::test]
+async fn a_portal_lists_exactly_who_read_a_subjects_data() {
+    let app = TestApp::spawn().await.unwrap();
+    let zw = app.client("ZW", "chuangkou").unwrap();
+    let rs = app.client("RS", "shebao").unwrap();
+    let jc = app.client("JC", "jiancha").unwrap();
+    let jwks = zw.keys().await.unwrap();
+    let me = app.world.subjects[0].clone();
+    let other = app.world.subjects[1].clone();
+    let idx = |r: &Reply| r.verify(&jwks).unwrap().1;
+    let mut mine = Vec::new();
+
+    // The window opens a case for me (社保卡申领, handled by RS) ...
+    let r = zw
+        .post_json(
+            "/v1/cases",
+            &json!({"applicant": me, "matters": ["RS-SBK-SL"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::CREATED);
+    mine.push(idx(&r));
+    let case = r.json().unwrap()["id"].as_str().unwrap().to_owned();
+    // ... RS reads my data for it; a read for no real case is refused, and listed too.
+    let r = rs
+        .post_json(QUERY, &json!({"subject": me, "case_id": case}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    mine.push(idx(&r));
+    let r = rs
+        .post_json(QUERY, &json!({"subject": me, "case_id": "CASE-NONE"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    mine.push(idx(&r));
+    // Someone else's reads are not mine.
+    let other_case = app.open_case(&zw, &other, &["RS-SBK-SL"]).await.unwrap();
+    let r = rs
+        .post_json(QUERY, &json!({"subject": other, "case_id": other_case}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+
+    mine.reverse();
+    let indices = |v: &Value| -> Vec<u64> {
+        v["accesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["index"].as_u64().unwrap())
+            .collect()
+    };
+    let r = zw.get(&format!("/v1/audit/subject?id={me}")).await.unwrap();
+    let v = ok_json(&r, &jwks);
+    assert!(!String::from_utf8_lossy(&r.body).contains(me.as_str()));
+    assert_eq!(v["subject_kind"], "person");
+    assert_eq!(indices(&v), mine);
+    assert!(v.get("next_before").is_none(), "{v}");
+    let opened = &v["accesses"][2];
+    assert_eq!(opened["dept"], "ZW");
+    assert_eq!(opened["action"], "case.open");
+    assert_eq!(opened["case_id"], case.as_str());
+    let read = &v["accesses"][1];
+    assert_eq!(read["dept"], "RS");
+    assert_eq!(read["system"], "shebao");
+    assert_eq!(read["service"], "population.person");
+    assert_eq!(read["case_id"], case.as_str());
+    assert_eq!(read["outcome"], "ok");
+    assert!(!read["fields"].as_array().unwrap().is_empty());
+    assert!(read["at"].as_str().unwrap().starts_with("20"));
+    assert_eq!(v["accesses"][0]["outcome"], "denied");
+
+    // The lookup is itself an access about me, under my HMAC: the next one lists it.
+    let lookup = idx(&r);
+    let e = app.audit_entry(lookup).await.unwrap().entry;
+    assert_eq!(e.action, "audit.subject");
+    assert_eq!(
+        e.subject_hmac,
+        app.audit_entry(mine[0]).await.unwrap().entry.subject_hmac
+    );
+    let r = zw
+        .get(&format!("/v1/audit/subject?id={me}&limit=2"))
+        .await
+        .unwrap();
+    let v = ok_json(&r, &jwks);
+    assert_eq!(indices(&v), [lookup, mine[0]]);
+    let next = v["next_before"].as_u64().unwrap();
+    assert_eq!(next, mine[0]);
+    let r = zw
+        .get(&format!("/v1/audit/subject?id={me}&limit=2&before={next}"))
+        .await
+        .unwrap();
+    assert_eq!(indices(&ok_json(&r, &jwks)), [mine[1], mine[2]]);
+
+    // The auditors may ask; RS, neither a portal nor an auditor, may not (audited).
+    let r = jc
+        .get(&format!("/v1/audit/subject?id={other}"))
+        .await
+        .unwrap();
+    assert_eq!(indices(&ok_json(&r, &jwks)).len(), 2);
+    let r = rs.get(&format!("/v1/audit/subject?id={me}")).await.unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let e = app.audit_entry(idx(&r)).await.unwrap().entry;
+    assert_eq!(e.outcome, Outcome::Denied);
+    assert!(!e.decision.unwrap().allowed);
+
+    for (query, needle) in [
+        (String::new(), "id is required"),
+        ("?id=123".to_owned(), "id:"),
+        (format!("?id={me}&limit=0"), "limit must be 1-500"),
+        (format!("?id={me}&limit=501"), "limit must be 1-500"),
+        (format!("?id={me}&before=x"), "before"),
+        (format!("?id={me}&kind=person"), "kind"),
+    ] {
+        let r = zw.get(&format!("/v1/audit/subject{query}")).await.unwrap();
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        let detail = r.json().unwrap()["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains(needle), "{query}: {detail}");
+    }
+    app.stop().await;
+}

@@ -5,8 +5,12 @@
 //! - `GET /v1/audit/proof/inclusion?index=&size=`: RFC 9162 inclusion proof.
 //! - `GET /v1/audit/proof/consistency?from=&to=`: RFC 9162 consistency proof.
 //!
+//! - `GET /v1/audit/subject?id=&before=&limit=`: who read one subject's data.
+//!
 //! Hashes are base64 (as in checkpoints). The policies decide `read_audit` (shipped: only
-//! systems of an auditor department, config `[audit] auditors`); others get an audited 403.
+//! systems of an auditor department, config `[audit] auditors`) and
+//! `read_subject_accesses` (shipped: portals, `[audit] portals`, and auditors); others get
+//! an audited 403.
 
 use std::collections::HashMap;
 
@@ -33,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/audit/entries/{index}", get(entry))
         .route("/v1/audit/proof/inclusion", get(inclusion))
         .route("/v1/audit/proof/consistency", get(consistency))
+        .route("/v1/audit/subject", get(subject))
 }
 
 /// Names the action and asks the policies whether the caller may read the log.
@@ -190,5 +195,108 @@ async fn consistency(
         from,
         to,
         hashes: b64(&hashes),
+    }))
+}
+
+/// Most accesses one page of `/v1/audit/subject` lists.
+pub const MAX_SUBJECT_PAGE: u32 = 500;
+
+/// One access to a subject's data, as a citizen sees it: who, when, for which case and
+/// matter, what was read and whether it was answered. (Reasons are left out: they speak
+/// about policies, not about the citizen.)
+#[derive(Serialize)]
+struct AccessView {
+    /// The audit index: the entry can be proven in the log (`/v1/audit/proof/inclusion`).
+    index: u64,
+    at: Option<String>,
+    dept: Option<String>,
+    system: Option<String>,
+    operator: Option<String>,
+    action: String,
+    /// The data service, or `license:<type>`.
+    service: Option<String>,
+    case_id: Option<String>,
+    matter: Option<String>,
+    outcome: paotui_repository::Outcome,
+    fields: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SubjectAccesses {
+    /// `person` or `business`.
+    subject_kind: &'static str,
+    /// Newest first.
+    accesses: Vec<AccessView>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<u64>,
+}
+
+/// Who read a subject's data ("who read my data", for a citizen-facing portal): found by
+/// the identifier's HMAC, the only form the log holds. The lookup is itself audited under
+/// that HMAC, so the citizen later sees the portal's lookups too.
+async fn subject(
+    State(app): State<AppState>,
+    authz: Authz,
+    scope: AuditScope,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<SubjectAccesses>> {
+    scope.update(|c| c.action = Some("audit.subject".to_owned()));
+    let q = crate::extract::query_params(raw, &["id", "before", "limit"])?;
+    let id = q
+        .get("id")
+        .ok_or_else(|| Error::BadRequest("id is required: the subject's identifier".into()))?;
+    // As cases and the vault read an applicant or holder: an ID number or a credit code.
+    let (canonical, kind) =
+        crate::vault::canonical_holder(id).map_err(|e| Error::BadRequest(format!("id: {e}")))?;
+    let hmac = app.subject_key.hash(&canonical);
+    scope.update(|c| c.subject_hmac = Some(hmac.clone()));
+    let before = q.get("before").map(|v| number("before", v)).transpose()?;
+    let limit = match q.get("limit").map(|v| number("limit", v)).transpose()? {
+        None => 100,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_SUBJECT_PAGE).contains(n))
+            .ok_or_else(|| Error::BadRequest(format!("limit must be 1-{MAX_SUBJECT_PAGE}")))?,
+    };
+    authz.require(
+        Action::ReadSubjectAccesses,
+        Resource::AuditLog,
+        vec![],
+        || {
+            format!(
+                "asking who read a subject's data by {}",
+                authz.caller().dept
+            )
+        },
+        None,
+    )?;
+    let found = app.store.audit_of_subject(&hmac, before, limit).await?;
+    let next_before = (found.len() == limit as usize)
+        .then(|| found.last().map(|e| e.index))
+        .flatten();
+    let accesses = found
+        .into_iter()
+        .map(|e| {
+            let n = e.entry;
+            AccessView {
+                index: e.index,
+                at: chrono::DateTime::from_timestamp_micros(n.at_us).map(|t| t.to_rfc3339()),
+                dept: n.caller_dept,
+                system: n.caller_system,
+                operator: n.operator,
+                action: n.action,
+                service: n.service,
+                case_id: n.case_id,
+                matter: n.matter,
+                outcome: n.outcome,
+                fields: n.fields,
+            }
+        })
+        .collect();
+    Ok(Json(SubjectAccesses {
+        subject_kind: kind,
+        accesses,
+        next_before,
     }))
 }
