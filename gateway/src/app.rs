@@ -141,6 +141,7 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
         vault,
         calendar: cfg.calendar()?,
         purpose_binding: cfg.policy.purpose_binding,
+        sql: cfg.sql.checked()?,
     })))
 }
 

@@ -94,11 +94,36 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Run one read-only SQL query over the audit log's tables, locally (电子监察).
+    ///
+    /// Tables: `audit` (one row per entry: idx, at, caller_dept, caller_system, operator,
+    /// action, service, case_id, matter, outcome, status, reason, subject_hmac, fields,
+    /// allowed, policies, …) and the view `denials`. Only a single SELECT runs (DDL, DML,
+    /// COPY and SET are refused), under the `[sql]` limits of the config. This reads the
+    /// store directly, as whoever can read the data dir; over the API, auditors use
+    /// `POST /v1/audit/sql`.
+    Sql {
+        /// The query, e.g. "SELECT caller_dept, count(*) FROM audit GROUP BY 1".
+        query: String,
+        #[arg(long, short, default_value = "paotui.toml")]
+        config: PathBuf,
+        /// Output: an aligned table, CSV, or JSON (an array of row objects).
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+    },
     /// The electronic-license vault: verify a license offline, import existing licenses.
     License {
         #[command(subcommand)]
         command: crate::license_cli::LicenseCommand,
     },
+}
+
+/// How `paotui sql` prints its answer.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SqlFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,6 +288,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             telemetry::init("warn");
             crate::license_cli::run(command).await
         }
+        Command::Sql {
+            query,
+            config,
+            format,
+        } => {
+            telemetry::init("warn");
+            sql(&query, &config, format).await
+        }
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => {
@@ -290,6 +323,44 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn sql(query: &str, config: &std::path::Path, format: SqlFormat) -> Result<()> {
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    let cfg = Config::load(config)?;
+    let limits = cfg.sql.checked()?;
+    let store = paotui_repository::Store::open(&cfg.database_url()).await?;
+    let ctx = crate::sql::session(&store, &limits).await?;
+    let answer = crate::sql::run(&ctx, query, &limits).await?;
+    let batch = datafusion::arrow::compute::concat_batches(&answer.schema, &answer.batches)
+        .map_err(|e| Error::Internal(format!("sql answer: {e}")))?;
+    let out = match format {
+        SqlFormat::Table => pretty_format_batches(&[batch])
+            .map(|t| format!("{t}\n"))
+            .map_err(|e| Error::Internal(format!("sql table: {e}")))?,
+        SqlFormat::Csv => {
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(Vec::new());
+            w.write(&batch)
+                .map_err(|e| Error::Internal(format!("sql csv: {e}")))?;
+            String::from_utf8_lossy(&w.into_inner()).into_owned()
+        }
+        SqlFormat::Json => {
+            let rows = crate::routes::services::json_rows(&batch)?;
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::Internal(e.to_string()))? + "\n"
+        }
+    };
+    print!("{out}");
+    if answer.truncated {
+        eprintln!(
+            "(truncated at {} rows: [sql] max_rows in {})",
+            answer.rows,
+            config.display()
+        );
+    }
+    store.close().await;
+    Ok(())
 }
 
 fn ca(cmd: CaCommand) -> Result<()> {

@@ -40,6 +40,9 @@ pub struct Config {
     /// How reads are bound to cases (`[policy]`).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Limits of auditor SQL (`POST /v1/audit/sql`, `paotui sql`).
+    #[serde(default)]
+    pub sql: SqlConfig,
     /// Directory the relative paths above are resolved against (the config file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -149,6 +152,40 @@ pub enum PurposeBinding {
     #[default]
     Required,
     Off,
+}
+
+/// Limits of one auditor SQL query: a runaway query is cancelled at them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// Most rows an answer carries (`truncated` says when there were more).
+    pub max_rows: usize,
+    /// Wall-clock limit of planning and running the query (ms).
+    pub timeout_ms: u64,
+    /// Memory the query's operators (sorts, joins, aggregates) may hold (MiB).
+    pub memory_mb: usize,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            max_rows: 10_000,
+            timeout_ms: 10_000,
+            memory_mb: 256,
+        }
+    }
+}
+
+impl SqlConfig {
+    /// The limits, refused when one is zero (a query could never run).
+    pub fn checked(&self) -> Result<SqlConfig> {
+        if self.max_rows == 0 || self.timeout_ms == 0 || self.memory_mb == 0 {
+            return Err(Error::Config(
+                "[sql] max_rows, timeout_ms and memory_mb must each be at least 1".into(),
+            ));
+        }
+        Ok(self.clone())
+    }
 }
 
 /// The tamper-evident audit log.

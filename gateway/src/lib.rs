@@ -20,6 +20,7 @@ pub mod license_cli;
 pub mod license_import;
 pub mod routes;
 pub mod server;
+pub mod sql;
 pub mod state;
 pub mod telemetry;
 pub mod vault;

@@ -34,6 +34,8 @@ pub struct Inner {
     pub calendar: paotui_policies::calendar::Calendar,
     /// Whether data queries must name an open case (`[policy] purpose_binding`).
     pub purpose_binding: crate::config::PurposeBinding,
+    /// Limits of auditor SQL (`[sql]`).
+    pub sql: crate::config::SqlConfig,
 }
 
 /// The current access policy; a reload replaces it for requests that start afterwards.

@@ -88,6 +88,46 @@ fn demo_exit_builds_walks_through_and_reuses_its_world() {
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{stdout}");
     assert!(stdout.contains("Reusing the demo world"), "{stdout}");
+
+    // `paotui sql` over the world's log: the walk-throughs' refused queries are there.
+    let sql = |query: &str, format: &str| {
+        paotui()
+            .args(["sql", query, "--format", format, "--config"])
+            .arg(world.join("paotui.toml"))
+            .output()
+            .unwrap()
+    };
+    let out = sql(
+        "SELECT caller_dept, count(*) AS n FROM denials WHERE action = 'service.query' \
+         GROUP BY 1 ORDER BY 1",
+        "csv",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two walk-throughs: RS refused twice; SC refused (stranger, after completion) 4 times.
+    assert_eq!(text, "caller_dept,n\nRS,2\nSC,4\n");
+    let out = sql(
+        "SELECT count(*) AS n FROM audit WHERE allowed IS NULL AND outcome = 'ok'",
+        "json",
+    );
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"n\": 0"),
+        "every answered request was decided"
+    );
+    let out = sql("DROP TABLE audit", "table");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "only a single read-only query runs: query must be a single SELECT, found DROP"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -554,14 +554,22 @@ pub fn positional(sql: &str, pos: impl Fn(usize) -> String) -> String {
 /// datafusion): no other statement kind, no `SELECT … INTO`, no `FOR UPDATE`/`FOR SHARE`,
 /// no data-modifying CTE. The sources' read-only transactions are the second line.
 pub fn validate_select(sql: &str) -> std::result::Result<(), String> {
-    use datafusion::sql::sqlparser::ast::Statement;
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
 
     let numbered = positional(sql, |i| format!("${i}"));
     let stmts = Parser::parse_sql(&PostgreSqlDialect {}, &numbered)
         .map_err(|e| format!("SQL does not parse: {e}"))?;
-    match stmts.as_slice() {
+    read_only_statement(&stmts)
+}
+
+/// Checks that `stmts` is exactly one read-only query (the rules of [`validate_select`]);
+/// also used for auditor SQL, parsed in DataFusion's own dialect.
+pub fn read_only_statement(
+    stmts: &[datafusion::sql::sqlparser::ast::Statement],
+) -> std::result::Result<(), String> {
+    use datafusion::sql::sqlparser::ast::Statement;
+    match stmts {
         [Statement::Query(q)] => check_query(q),
         [other] => Err(format!(
             "query must be a single SELECT, found {}",

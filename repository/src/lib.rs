@@ -16,6 +16,7 @@ mod error;
 mod licenses;
 mod log;
 mod store;
+pub mod tables;
 mod tree;
 pub mod verify;
 

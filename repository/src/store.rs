@@ -181,6 +181,53 @@ impl Store {
         }
     }
 
+    /// One page of entries for a table scan, in index order: `idx` in `[idx_from, idx_to)`,
+    /// `at_us` in `[at_from, at_to)`, at most `limit`. The next page starts after the last
+    /// index returned (keyset paging on the primary key).
+    pub(crate) async fn audit_page(
+        &self,
+        idx: (i64, i64),
+        at: (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        match &self.backend {
+            Backend::Sqlite(p) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? \
+                     AND at_us >= ? AND at_us < ? ORDER BY idx LIMIT ?"
+                );
+                sqlx::query(&sql)
+                    .bind(idx.0)
+                    .bind(idx.1)
+                    .bind(at.0)
+                    .bind(at.1)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(decode)
+                    .collect()
+            }
+            Backend::Postgres(p) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 \
+                     AND at_us >= $3 AND at_us < $4 ORDER BY idx LIMIT $5"
+                );
+                sqlx::query(&sql)
+                    .bind(idx.0)
+                    .bind(idx.1)
+                    .bind(at.0)
+                    .bind(at.1)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+                    .iter()
+                    .map(decode)
+                    .collect()
+            }
+        }
+    }
+
     /// Entries with `from <= idx < to`, in index order.
     pub async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<AuditEntry>> {
         // Indices beyond i64 cannot be stored; clamping keeps the query total.

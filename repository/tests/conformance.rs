@@ -411,11 +411,94 @@ async fn cases(store: &Store) {
     assert!(store.evaluate_case("CASE-NONE", &bad).await.is_err());
 }
 
+/// The first column of a query's answer, as integers.
+async fn ints(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<i64> {
+    use datafusion::arrow::array::{Array, Int64Array};
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut out = vec![];
+    for b in batches {
+        let c = b.column(0);
+        let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
+        out.extend((0..c.len()).map(|i| c.value(i)));
+    }
+    out
+}
+
+/// The `audit` table reads the live store page by page, with the index and time ranges
+/// of the filters pushed into the store query: every answer equals the rows read directly.
+async fn audit_table(store: &Store) {
+    use paotui_repository::tables::AuditTable;
+    let all = store.audit_range(0, u64::MAX).await.unwrap();
+    assert!(all.len() > 10);
+    let idx = |pred: &dyn Fn(&paotui_repository::AuditEntry) -> bool| -> Vec<i64> {
+        all.iter()
+            .filter(|e| pred(e))
+            .map(|e| e.index as i64)
+            .collect()
+    };
+    let t = all[all.len() / 2].entry.at_us;
+    // Page sizes that split the log unevenly, and the default.
+    for page in [3, 8192] {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_table(
+            "audit",
+            Arc::new(AuditTable::new(store.clone()).with_page_size(page)),
+        )
+        .unwrap();
+        assert_eq!(
+            ints(&ctx, "SELECT count(*) FROM audit").await,
+            [all.len() as i64]
+        );
+        assert_eq!(
+            ints(&ctx, "SELECT idx FROM audit ORDER BY idx").await,
+            idx(&|_| true)
+        );
+        assert_eq!(
+            ints(
+                &ctx,
+                "SELECT idx FROM audit WHERE idx >= 2 AND idx < 5 ORDER BY idx"
+            )
+            .await,
+            [2, 3, 4]
+        );
+        assert_eq!(
+            ints(
+                &ctx,
+                &format!("SELECT idx FROM audit WHERE at >= to_timestamp_micros({t}) ORDER BY idx")
+            )
+            .await,
+            idx(&|e| e.entry.at_us >= t)
+        );
+        assert_eq!(
+            ints(
+                &ctx,
+                &format!("SELECT idx FROM audit WHERE at < to_timestamp_micros({t}) ORDER BY idx")
+            )
+            .await,
+            idx(&|e| e.entry.at_us < t)
+        );
+        assert_eq!(
+            ints(
+                &ctx,
+                "SELECT idx FROM audit WHERE outcome = 'denied' AND status = 403 ORDER BY idx"
+            )
+            .await,
+            idx(&|e| e.entry.outcome == Outcome::Denied && e.entry.status == 403)
+        );
+        assert_eq!(
+            ints(&ctx, "SELECT count(*) FROM audit WHERE allowed").await,
+            [idx(&|e| e.entry.decision.as_ref().is_some_and(|d| d.allowed)).len() as i64]
+        );
+        assert_eq!(ints(&ctx, "SELECT idx FROM audit LIMIT 4").await.len(), 4);
+    }
+}
+
 async fn run_all(store: &Store) {
     append_round_trip(store).await;
     concurrent_appends_are_dense(store).await;
     license_vault(store).await;
     cases(store).await;
+    audit_table(store).await;
 }
 
 #[tokio::test]

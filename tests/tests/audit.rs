@@ -317,3 +317,149 @@ async fn a_portal_lists_exactly_who_read_a_subjects_data() {
     }
     app.stop().await;
 }
+
+/// Auditor SQL over the API: the auditors' figures match the requests made; answers come
+/// as JSON, CSV or Arrow; other departments are refused (audited); anything but one
+/// read-only query is a 400 naming why; the row cap truncates; a runaway query is a 422
+/// and the server keeps serving.
+#[tokio::test]
+async fn auditors_query_the_log_in_sql_within_limits() {
+    let app = TestApp::spawn_with(|c| {
+        c.sql.max_rows = 5;
+        c.sql.timeout_ms = 500;
+    })
+    .await
+    .unwrap();
+    let jc = app.client("JC", "jiancha").unwrap();
+    let rs = app.client("RS", "shebao").unwrap();
+    let jwks = jc.keys().await.unwrap();
+    let made: Vec<i64> = queries(&app, 3)
+        .await
+        .into_iter()
+        .map(|(i, _)| i as i64)
+        .collect();
+    let sql = |q: &str| json!({ "sql": q });
+
+    let r = jc
+        .post_json(
+            "/v1/audit/sql",
+            &sql(
+                "SELECT idx FROM audit WHERE caller_dept = 'RS' AND action = 'service.query' \
+                  AND outcome = 'ok' AND allowed ORDER BY idx",
+            ),
+        )
+        .await
+        .unwrap();
+    let v = ok_json(&r, &jwks);
+    let got: Vec<i64> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["idx"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, made);
+    assert_eq!(v["columns"], json!([{"name": "idx", "type": "Int64"}]));
+    assert_eq!(v["truncated"], false);
+    let (_, idx) = r.verify(&jwks).unwrap();
+    assert_eq!(
+        app.audit_entry(idx).await.unwrap().entry.action,
+        "audit.sql"
+    );
+
+    // The row cap: five rows of many, flagged.
+    let r = jc
+        .post_json("/v1/audit/sql", &sql("SELECT idx FROM audit ORDER BY idx"))
+        .await
+        .unwrap();
+    let v = ok_json(&r, &jwks);
+    assert_eq!(
+        (v["row_count"].as_u64(), v["truncated"].as_bool()),
+        (Some(5), Some(true))
+    );
+
+    // CSV and Arrow IPC by Accept.
+    let body = serde_json::to_vec(&sql(
+        "SELECT caller_dept, count(*) AS n FROM audit WHERE action = 'service.query' GROUP BY 1",
+    ))
+    .unwrap();
+    let r = jc
+        .send(
+            http::Method::POST,
+            "/v1/audit/sql",
+            &[("content-type", "application/json"), ("accept", "text/csv")],
+            body.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.header("content-type").unwrap().starts_with("text/csv"));
+    assert_eq!(String::from_utf8_lossy(&r.body), "caller_dept,n\nRS,3\n");
+    let r = jc
+        .send(
+            http::Method::POST,
+            "/v1/audit/sql",
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/vnd.apache.arrow.stream"),
+            ],
+            body,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let batches: Vec<_> = paotui_adapters::arrow::ipc::reader::StreamReader::try_new(
+        std::io::Cursor::new(r.body.to_vec()),
+        None,
+    )
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap();
+    assert_eq!(batches[0].num_rows(), 1);
+
+    // Not an auditor: refused and audited.
+    let r = rs
+        .post_json("/v1/audit/sql", &sql("SELECT 1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let (_, idx) = r.verify(&jwks).unwrap();
+    assert_eq!(
+        app.audit_entry(idx).await.unwrap().entry.outcome,
+        Outcome::Denied
+    );
+
+    for (body, status, needle) in [
+        (sql("DELETE FROM audit"), 400, "found DELETE"),
+        (sql("COPY audit TO '/tmp/leak.csv'"), 400, "found COPY"),
+        (
+            sql("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'"),
+            400,
+            "found CREATE EXTERNAL TABLE",
+        ),
+        (sql("SELECT 1; DROP TABLE audit"), 400, "single statement"),
+        (sql("SELECT * FROM audit WHERE idx = = 1"), 400, "Column"),
+        (sql("SELECT nope FROM audit"), 400, "No field named nope"),
+        (json!({"sql": 1}), 400, "invalid type"),
+        (json!({"query": "SELECT 1"}), 400, "unknown field"),
+        (
+            sql("SELECT sum(value) FROM generate_series(1, 100000000000)"),
+            422,
+            "limit of 500 ms",
+        ),
+    ] {
+        let r = jc.post_json("/v1/audit/sql", &body).await.unwrap();
+        assert_eq!(
+            r.status.as_u16(),
+            status,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        let detail = r.json().unwrap()["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains(needle), "{body}: {detail}");
+    }
+    assert!(!std::path::Path::new("/tmp/leak.csv").exists());
+    let r = jc.get("/healthz").await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    app.stop().await;
+}

@@ -6,6 +6,8 @@
 //! - `GET /v1/audit/proof/consistency?from=&to=`: RFC 9162 consistency proof.
 //!
 //! - `GET /v1/audit/subject?id=&before=&limit=`: who read one subject's data.
+//! - `POST /v1/audit/sql` `{"sql"}`: one read-only query over the log's tables
+//!   ([`crate::sql`]); JSON, or CSV / Arrow IPC by `Accept`.
 //!
 //! Hashes are base64 (as in checkpoints). The policies decide `read_audit` (shipped: only
 //! systems of an auditor department, config `[audit] auditors`) and
@@ -38,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/audit/proof/inclusion", get(inclusion))
         .route("/v1/audit/proof/consistency", get(consistency))
         .route("/v1/audit/subject", get(subject))
+        .route("/v1/audit/sql", axum::routing::post(sql))
 }
 
 /// Names the action and asks the policies whether the caller may read the log.
@@ -299,4 +302,89 @@ async fn subject(
         accesses,
         next_before,
     }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlBody {
+    sql: String,
+}
+
+const CSV: &str = "text/csv";
+
+/// Auditor SQL: policy `run_sql` (shipped: the auditors), then [`crate::sql::run`] under
+/// `[sql]` limits. The answer is JSON (`columns`, `rows`, `row_count`, `truncated`), CSV
+/// with `Accept: text/csv`, or an Arrow IPC stream with `Accept:
+/// application/vnd.apache.arrow.stream` (both with `Paotui-Truncated` when capped).
+async fn sql(
+    State(app): State<AppState>,
+    authz: Authz,
+    scope: AuditScope,
+    headers: axum::http::HeaderMap,
+    body: std::result::Result<crate::extract::ApiJson<SqlBody>, Error>,
+) -> Result<Response> {
+    scope.update(|c| c.action = Some("audit.sql".to_owned()));
+    authz.require(
+        Action::RunSql,
+        Resource::AuditLog,
+        vec![],
+        || format!("running SQL over the audit log by {}", authz.caller().dept),
+        None,
+    )?;
+    let crate::extract::ApiJson(body) = body?;
+    let ctx = crate::sql::session(&app.store, &app.sql).await?;
+    let answer = crate::sql::run(&ctx, &body.sql, &app.sql).await?;
+    let batch = datafusion::arrow::compute::concat_batches(&answer.schema, &answer.batches)
+        .map_err(|e| Error::Internal(format!("sql answer: {e}")))?;
+    let truncated = HeaderValue::from_static(if answer.truncated { "true" } else { "false" });
+    let accepts = |mime: &str| {
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|m| {
+                m.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case(mime)
+            })
+    };
+    if crate::routes::services::wants_arrow(&headers) {
+        let mut r = crate::routes::services::arrow_stream(&batch)?.into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::routes::services::ARROW_STREAM),
+        );
+        r.headers_mut().insert("paotui-truncated", truncated);
+        return Ok(r);
+    }
+    if accepts(CSV) {
+        let mut w = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(Vec::new());
+        w.write(&batch)
+            .map_err(|e| Error::Internal(format!("sql csv: {e}")))?;
+        let mut r = w.into_inner().into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        r.headers_mut().insert("paotui-truncated", truncated);
+        return Ok(r);
+    }
+    let columns: Vec<serde_json::Value> = answer
+        .schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "columns": columns,
+        "rows": crate::routes::services::json_rows(&batch)?,
+        "row_count": answer.rows,
+        "truncated": answer.truncated,
+    }))
+    .into_response())
 }

@@ -269,7 +269,7 @@ fn minimise(service: &Service, plan: &FieldPlan, batch: &RecordBatch) -> Result<
 }
 
 /// Rows as JSON objects; nulls are written out, not dropped.
-fn json_rows(batch: &RecordBatch) -> Result<Vec<serde_json::Map<String, Value>>> {
+pub(crate) fn json_rows(batch: &RecordBatch) -> Result<Vec<serde_json::Map<String, Value>>> {
     if batch.num_rows() == 0 {
         return Ok(vec![]);
     }
@@ -297,7 +297,7 @@ fn json_rows(batch: &RecordBatch) -> Result<Vec<serde_json::Map<String, Value>>>
 }
 
 /// The answer as an Arrow IPC stream.
-fn arrow_stream(batch: &RecordBatch) -> Result<Vec<u8>> {
+pub(crate) fn arrow_stream(batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut w = StreamWriter::try_new(Vec::new(), &batch.schema())
         .map_err(|e| Error::Internal(e.to_string()))?;
     w.write(batch).map_err(|e| Error::Internal(e.to_string()))?;
@@ -307,7 +307,7 @@ fn arrow_stream(batch: &RecordBatch) -> Result<Vec<u8>> {
 
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
-fn wants_arrow(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_arrow(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()

@@ -1,0 +1,427 @@
+//! The store's tables for DataFusion (auditor SQL, supervision figures).
+//!
+//! Each table is a [`TableProvider`] over the live store, either backend: a scan reads the
+//! store page by page (keyset paging on the primary key, so memory stays bounded however
+//! large the log), pushes the time and index ranges of the query's filters into the store
+//! query, stops at the query's `LIMIT`, and builds only the projected columns. DataFusion
+//! re-applies every filter (they are pushed down as `Inexact`), so a filter the store
+//! cannot use only costs time, never correctness.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DataFusionError, ScalarValue, project_schema};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+
+use crate::{AuditEntry, Store};
+
+/// Rows per store query and per batch.
+const PAGE: i64 = 8192;
+
+/// The columns of the `audit` table, in order (documented in the README).
+const AUDIT_COLUMNS: [(&str, Col); 18] = [
+    ("idx", Col::Int64),
+    ("at", Col::Timestamp),
+    ("request_id", Col::Utf8),
+    ("caller_dept", Col::Utf8),
+    ("caller_system", Col::Utf8),
+    ("caller_serial", Col::Utf8),
+    ("operator", Col::Utf8),
+    ("action", Col::Utf8),
+    ("service", Col::Utf8),
+    ("case_id", Col::Utf8),
+    ("matter", Col::Utf8),
+    ("outcome", Col::Utf8),
+    ("status", Col::Int32),
+    ("reason", Col::Utf8),
+    ("subject_hmac", Col::Utf8),
+    ("fields", Col::Utf8),
+    ("allowed", Col::Bool),
+    ("policies", Col::Utf8),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Col {
+    Int64,
+    Int32,
+    Utf8,
+    Bool,
+    Timestamp,
+}
+
+/// The `audit` table's schema: one row per audit entry. `at` is UTC; `fields` and
+/// `policies` are JSON arrays as text; `allowed` is null for entries without a decision.
+pub fn audit_schema() -> SchemaRef {
+    let fields: Vec<Field> = AUDIT_COLUMNS
+        .iter()
+        .map(|(name, col)| {
+            let (ty, nullable) = match col {
+                Col::Int64 => (DataType::Int64, false),
+                Col::Int32 => (DataType::Int32, false),
+                Col::Bool => (DataType::Boolean, true),
+                Col::Timestamp => (
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+                Col::Utf8 => (
+                    DataType::Utf8,
+                    !matches!(*name, "request_id" | "action" | "outcome"),
+                ),
+            };
+            Field::new(*name, ty, nullable)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The ranges a scan reads: `idx` in `[idx.0, idx.1)`, `at_us` in `[at.0, at.1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ranges {
+    idx: (i64, i64),
+    at: (i64, i64),
+}
+
+impl Default for Ranges {
+    fn default() -> Self {
+        Ranges {
+            idx: (0, i64::MAX),
+            at: (i64::MIN, i64::MAX),
+        }
+    }
+}
+
+/// A comparison of `idx` or `at` with a literal, as (column, op, value): the value is an
+/// index, or microseconds for `at`.
+fn comparison(e: &Expr) -> Option<(&'static str, Operator, i64)> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
+        return None;
+    };
+    let (col, lit, op) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) => (c, v, *op),
+        (Expr::Literal(v, _), Expr::Column(c)) => (c, v, op.swap()?),
+        _ => return None,
+    };
+    if !matches!(
+        op,
+        Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+    ) {
+        return None;
+    }
+    match (col.name.as_str(), lit) {
+        ("idx", ScalarValue::Int64(Some(v))) => Some(("idx", op, *v)),
+        ("idx", ScalarValue::Int32(Some(v))) => Some(("idx", op, i64::from(*v))),
+        ("at", v) => micros(v).map(|us| ("at", op, us)),
+        _ => None,
+    }
+}
+
+/// A timestamp literal in microseconds (rounded so that the range still holds every row
+/// the filter keeps; DataFusion applies the exact filter after the scan).
+fn micros(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampSecond(Some(s), _) => s.checked_mul(1_000_000),
+        ScalarValue::TimestampMillisecond(Some(ms), _) => ms.checked_mul(1_000),
+        ScalarValue::TimestampMicrosecond(Some(us), _) => Some(*us),
+        ScalarValue::TimestampNanosecond(Some(ns), _) => Some(ns.div_euclid(1_000)),
+        _ => None,
+    }
+}
+
+impl Ranges {
+    /// Narrows to what the conjunction of `filters` can keep.
+    fn of(filters: &[Expr]) -> Ranges {
+        let mut r = Ranges::default();
+        for (col, op, v) in filters.iter().filter_map(comparison) {
+            let range = if col == "idx" { &mut r.idx } else { &mut r.at };
+            match op {
+                Operator::Eq => {
+                    range.0 = range.0.max(v);
+                    range.1 = range.1.min(v.saturating_add(1));
+                }
+                Operator::Gt => range.0 = range.0.max(v.saturating_add(1)),
+                Operator::GtEq => range.0 = range.0.max(v),
+                // `at < t` with t rounded down from nanoseconds must keep t's microsecond.
+                Operator::Lt if col == "idx" => range.1 = range.1.min(v),
+                Operator::Lt | Operator::LtEq => range.1 = range.1.min(v.saturating_add(1)),
+                _ => {}
+            }
+        }
+        r
+    }
+
+    fn is_empty(&self) -> bool {
+        self.idx.0 >= self.idx.1 || self.at.0 >= self.at.1
+    }
+}
+
+/// The audit log as a table (`audit`).
+#[derive(Debug, Clone)]
+pub struct AuditTable {
+    store: Store,
+    schema: SchemaRef,
+    page: i64,
+}
+
+impl AuditTable {
+    pub fn new(store: Store) -> Self {
+        AuditTable {
+            store,
+            schema: audit_schema(),
+            page: PAGE,
+        }
+    }
+
+    /// Reads `rows` entries per store query (default 8192; smaller in tests so paging is
+    /// exercised on a small log).
+    pub fn with_page_size(mut self, rows: i64) -> Self {
+        self.page = rows.max(1);
+        self
+    }
+}
+
+#[async_trait]
+impl TableProvider for AuditTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match comparison(f) {
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let schema = project_schema(&self.schema, projection)?;
+        let columns = match projection {
+            Some(p) => p.clone(),
+            None => (0..AUDIT_COLUMNS.len()).collect(),
+        };
+        let part = AuditPartition {
+            page: self.page,
+            store: self.store.clone(),
+            schema: Arc::clone(&schema),
+            columns,
+            ranges: Ranges::of(filters),
+            limit,
+        };
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            vec![Arc::new(part)],
+            None,
+            [],
+            false,
+            limit,
+        )?))
+    }
+}
+
+#[derive(Debug)]
+struct AuditPartition {
+    page: i64,
+    store: Store,
+    schema: SchemaRef,
+    /// Indices into [`AUDIT_COLUMNS`] of the projected columns.
+    columns: Vec<usize>,
+    ranges: Ranges,
+    limit: Option<usize>,
+}
+
+impl PartitionStream for AuditPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        struct State {
+            page: i64,
+            store: Store,
+            schema: SchemaRef,
+            columns: Vec<usize>,
+            ranges: Ranges,
+            left: usize,
+        }
+        let start = State {
+            page: self.page,
+            store: self.store.clone(),
+            schema: Arc::clone(&self.schema),
+            columns: self.columns.clone(),
+            ranges: self.ranges,
+            left: self.limit.unwrap_or(usize::MAX),
+        };
+        let pages = futures_util::stream::unfold(start, |mut st| async move {
+            if st.left == 0 || st.ranges.is_empty() {
+                return None;
+            }
+            let want = i64::try_from(st.left).unwrap_or(st.page).min(st.page);
+            let page = match st.store.audit_page(st.ranges.idx, st.ranges.at, want).await {
+                Ok(p) => p,
+                Err(e) => {
+                    st.left = 0;
+                    return Some((Err(DataFusionError::External(Box::new(e))), st));
+                }
+            };
+            let last = page.last().map(|e| e.index);
+            match last {
+                None => None,
+                Some(last) => {
+                    st.left = if (page.len() as i64) < want {
+                        0
+                    } else {
+                        st.left.saturating_sub(page.len())
+                    };
+                    st.ranges.idx.0 = i64::try_from(last).unwrap_or(i64::MAX).saturating_add(1);
+                    let batch = audit_batch(&st.schema, &st.columns, &page);
+                    Some((batch, st))
+                }
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            pages,
+        ))
+    }
+}
+
+/// The projected `columns` of `entries` as a batch of `schema`.
+fn audit_batch(
+    schema: &SchemaRef,
+    columns: &[usize],
+    entries: &[AuditEntry],
+) -> datafusion::common::Result<RecordBatch> {
+    let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    let arrays: Vec<ArrayRef> = columns
+        .iter()
+        .map(|&c| -> ArrayRef {
+            let s = |f: &dyn Fn(&AuditEntry) -> Option<String>| -> ArrayRef {
+                Arc::new(entries.iter().map(f).collect::<StringArray>())
+            };
+            match AUDIT_COLUMNS.get(c).map(|(n, _)| *n).unwrap_or("") {
+                "idx" => Arc::new(Int64Array::from_iter_values(
+                    entries
+                        .iter()
+                        .map(|e| i64::try_from(e.index).unwrap_or(i64::MAX)),
+                )),
+                "at" => Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        entries.iter().map(|e| e.entry.at_us),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                "status" => Arc::new(Int32Array::from_iter_values(
+                    entries.iter().map(|e| i32::from(e.entry.status)),
+                )),
+                "allowed" => Arc::new(
+                    entries
+                        .iter()
+                        .map(|e| e.entry.decision.as_ref().map(|d| d.allowed))
+                        .collect::<BooleanArray>(),
+                ),
+                "request_id" => s(&|e| Some(e.entry.request_id.clone())),
+                "caller_dept" => s(&|e| e.entry.caller_dept.clone()),
+                "caller_system" => s(&|e| e.entry.caller_system.clone()),
+                "caller_serial" => s(&|e| e.entry.caller_serial.clone()),
+                "operator" => s(&|e| e.entry.operator.clone()),
+                "action" => s(&|e| Some(e.entry.action.clone())),
+                "service" => s(&|e| e.entry.service.clone()),
+                "case_id" => s(&|e| e.entry.case_id.clone()),
+                "matter" => s(&|e| e.entry.matter.clone()),
+                "outcome" => s(&|e| Some(e.entry.outcome.as_str().to_owned())),
+                "reason" => s(&|e| e.entry.reason.clone()),
+                "subject_hmac" => s(&|e| e.entry.subject_hmac.clone()),
+                "fields" => s(&|e| Some(json(&e.entry.fields))),
+                "policies" => s(&|e| e.entry.decision.as_ref().map(|d| json(&d.policies))),
+                // Not reached: `columns` come from the schema's own indices.
+                _ => s(&|_| None),
+            }
+        })
+        .collect();
+    // `count(*)` projects no column at all: the batch then carries only its row count.
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        arrays,
+        &RecordBatchOptions::new().with_row_count(Some(entries.len())),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::logical_expr::{col, lit};
+
+    fn ts(us: i64) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(us),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn filters_narrow_the_ranges_the_store_reads() {
+        let r = Ranges::of(&[
+            col("idx").gt_eq(lit(10_i64)),
+            lit(20_i64).gt(col("idx")),
+            col("at").gt(ts(1_000)),
+            col("at").lt_eq(ts(5_000)),
+            // Not usable: left to DataFusion.
+            col("action").eq(lit("service.query")),
+        ]);
+        assert_eq!(r.idx, (10, 20));
+        assert_eq!(r.at, (1_001, 5_001));
+        assert!(!r.is_empty());
+        let r = Ranges::of(&[col("idx").eq(lit(7_i64))]);
+        assert_eq!(r.idx, (7, 8));
+        assert!(Ranges::of(&[col("idx").gt(lit(5_i64)), col("idx").lt(lit(3_i64))]).is_empty());
+        // Nanosecond literals round down; the range keeps the boundary row.
+        let ns = lit(ScalarValue::TimestampNanosecond(Some(2_500), None));
+        assert_eq!(Ranges::of(&[col("at").gt_eq(ns.clone())]).at.0, 2);
+        assert_eq!(
+            Ranges::of(&[col("at").lt(ns)]).at.1,
+            3,
+            "keeps the row at 2 µs"
+        );
+        assert_eq!(
+            Ranges::default(),
+            Ranges::of(&[col("outcome").eq(lit("ok"))])
+        );
+    }
+
+    #[test]
+    fn the_schema_lists_every_column_once() {
+        let s = audit_schema();
+        assert_eq!(s.fields().len(), AUDIT_COLUMNS.len());
+        let mut names: Vec<&str> = AUDIT_COLUMNS.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), AUDIT_COLUMNS.len());
+    }
+}
