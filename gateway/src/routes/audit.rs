@@ -337,20 +337,6 @@ async fn sql(
     let batch = datafusion::arrow::compute::concat_batches(&answer.schema, &answer.batches)
         .map_err(|e| Error::Internal(format!("sql answer: {e}")))?;
     let truncated = HeaderValue::from_static(if answer.truncated { "true" } else { "false" });
-    let accepts = |mime: &str| {
-        headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|m| {
-                m.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case(mime)
-            })
-    };
     if crate::routes::services::wants_arrow(&headers) {
         let mut r = crate::routes::services::arrow_stream(&batch)?.into_response();
         r.headers_mut().insert(
@@ -360,7 +346,7 @@ async fn sql(
         r.headers_mut().insert("paotui-truncated", truncated);
         return Ok(r);
     }
-    if accepts(CSV) {
+    if crate::routes::services::accepts(&headers, CSV) {
         let mut w = datafusion::arrow::csv::WriterBuilder::new()
             .with_header(true)
             .build(Vec::new());

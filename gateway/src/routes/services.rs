@@ -308,6 +308,11 @@ pub(crate) fn arrow_stream(batch: &RecordBatch) -> Result<Vec<u8>> {
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 pub(crate) fn wants_arrow(headers: &HeaderMap) -> bool {
+    accepts(headers, ARROW_STREAM)
+}
+
+/// Whether `Accept` names media type `mime` (parameters ignored).
+pub(crate) fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -318,7 +323,7 @@ pub(crate) fn wants_arrow(headers: &HeaderMap) -> bool {
                 .next()
                 .unwrap_or("")
                 .trim()
-                .eq_ignore_ascii_case(ARROW_STREAM)
+                .eq_ignore_ascii_case(mime)
         })
 }
 
