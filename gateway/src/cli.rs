@@ -98,7 +98,9 @@ pub enum Command {
     ///
     /// Tables: `audit` (one row per entry: idx, at, caller_dept, caller_system, operator,
     /// action, service, case_id, matter, outcome, status, reason, subject_hmac, fields,
-    /// allowed, policies, …) and the view `denials`. Only a single SELECT runs (DDL, DML,
+    /// allowed, policies, …), the view `denials`, `cases`, `case_matters`, `case_events`,
+    /// `evaluations`, `licenses` (metadata only), `license_events` and `license_uses`
+    /// (`SELECT * FROM information_schema.columns` lists every column). Only a single SELECT runs (DDL, DML,
     /// COPY and SET are refused), under the `[sql]` limits of the config. This reads the
     /// store directly, as whoever can read the data dir; over the API, auditors use
     /// `POST /v1/audit/sql`.

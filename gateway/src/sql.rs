@@ -9,7 +9,8 @@
 //!
 //! Tables (each a DataFusion `TableProvider` over the live store, `paotui_repository::
 //! tables`): `audit` (one row per audit entry) and the view `denials` (its refused
-//! requests). Both the API (`POST /v1/audit/sql`) and `paotui sql` use [`session`] and
+//! requests); `cases`, `case_matters`, `case_events`, `evaluations`, `licenses` (metadata,
+//! never a document), `license_events`, `license_uses`. Both the API (`POST /v1/audit/sql`) and `paotui sql` use [`session`] and
 //! [`run`].
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use futures_util::StreamExt;
 use paotui_repository::Store;
-use paotui_repository::tables::AuditTable;
+use paotui_repository::tables::{AuditTable, StoreTable, TABLES};
 
 use crate::config::SqlConfig;
 use crate::{Error, Result};
@@ -50,6 +51,10 @@ pub async fn session(store: &Store, limits: &SqlConfig) -> Result<SessionContext
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_table("audit", Arc::new(AuditTable::new(store.clone())))
         .map_err(|e| Error::Internal(format!("sql tables: {e}")))?;
+    for spec in &TABLES {
+        ctx.register_table(spec.name, Arc::new(StoreTable::new(store.clone(), spec)))
+            .map_err(|e| Error::Internal(format!("sql tables: {e}")))?;
+    }
     for (name, query) in VIEWS {
         let view = ctx
             .sql(query)

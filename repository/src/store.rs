@@ -228,6 +228,46 @@ impl Store {
         }
     }
 
+    /// Whether the store is PostgreSQL (`$n` placeholders) rather than SQLite (`?`).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// One page of a table scan: `sql` (built by [`crate::tables`] for this backend) is
+    /// bound with the key to start after, the time range and the page size; each row comes
+    /// back as cells read as `reads` says (the key first).
+    pub(crate) async fn scan_page(
+        &self,
+        sql: &str,
+        after: &Cell,
+        time: (i64, i64),
+        limit: i64,
+        reads: &[Read],
+    ) -> Result<Vec<Vec<Cell>>> {
+        macro_rules! page {
+            ($pool:expr) => {{
+                let q = sqlx::query(sql);
+                let q = match after {
+                    Cell::Int(v) => q.bind(*v),
+                    Cell::Text(t) => q.bind(t.clone()),
+                    Cell::Null => q.bind(Option::<i64>::None),
+                };
+                q.bind(time.0)
+                    .bind(time.1)
+                    .bind(limit)
+                    .fetch_all($pool)
+                    .await?
+                    .iter()
+                    .map(|r| cells(r, reads))
+                    .collect()
+            }};
+        }
+        match &self.backend {
+            Backend::Sqlite(p) => page!(p),
+            Backend::Postgres(p) => page!(p),
+        }
+    }
+
     /// Entries with `from <= idx < to`, in index order.
     pub async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<AuditEntry>> {
         // Indices beyond i64 cannot be stored; clamping keeps the query total.
@@ -262,6 +302,43 @@ impl Store {
             }
         }
     }
+}
+
+/// A value read by a table scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+/// How a scanned column is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    Int,
+    Text,
+}
+
+fn cells<R: Row>(r: &R, reads: &[Read]) -> Result<Vec<Cell>>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    reads
+        .iter()
+        .enumerate()
+        .map(|(i, read)| {
+            Ok(match read {
+                Read::Int => r
+                    .try_get::<Option<i64>, _>(i)?
+                    .map_or(Cell::Null, Cell::Int),
+                Read::Text => r
+                    .try_get::<Option<String>, _>(i)?
+                    .map_or(Cell::Null, Cell::Text),
+            })
+        })
+        .collect()
 }
 
 fn decode<R: Row>(r: &R) -> Result<AuditEntry>

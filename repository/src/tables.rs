@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
-    TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Date32Array, Int32Array, Int64Array, RecordBatch, RecordBatchOptions,
+    StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
@@ -102,9 +102,10 @@ impl Default for Ranges {
     }
 }
 
-/// A comparison of `idx` or `at` with a literal, as (column, op, value): the value is an
-/// index, or microseconds for `at`.
-fn comparison(e: &Expr) -> Option<(&'static str, Operator, i64)> {
+/// A comparison of the index column (`index`, when the table has one) or the time column
+/// (`time`) with a literal, as (whether it is the index, op, value): the value is an
+/// index, or microseconds for the time column.
+fn comparison(e: &Expr, index: Option<&str>, time: &str) -> Option<(bool, Operator, i64)> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return None;
     };
@@ -119,12 +120,18 @@ fn comparison(e: &Expr) -> Option<(&'static str, Operator, i64)> {
     ) {
         return None;
     }
-    match (col.name.as_str(), lit) {
-        ("idx", ScalarValue::Int64(Some(v))) => Some(("idx", op, *v)),
-        ("idx", ScalarValue::Int32(Some(v))) => Some(("idx", op, i64::from(*v))),
-        ("at", v) => micros(v).map(|us| ("at", op, us)),
-        _ => None,
+    let name = col.name.as_str();
+    if Some(name) == index {
+        return match lit {
+            ScalarValue::Int64(Some(v)) => Some((true, op, *v)),
+            ScalarValue::Int32(Some(v)) => Some((true, op, i64::from(*v))),
+            _ => None,
+        };
     }
+    (name == time)
+        .then(|| micros(lit))
+        .flatten()
+        .map(|us| (false, op, us))
 }
 
 /// A timestamp literal in microseconds (rounded so that the range still holds every row
@@ -140,11 +147,17 @@ fn micros(v: &ScalarValue) -> Option<i64> {
 }
 
 impl Ranges {
-    /// Narrows to what the conjunction of `filters` can keep.
+    /// Narrows to what the conjunction of `filters` on the audit table can keep.
     fn of(filters: &[Expr]) -> Ranges {
+        Self::of_columns(filters, Some("idx"), "at")
+    }
+
+    /// Narrows to what the conjunction of `filters` on the index column `index` and the
+    /// time column `time` can keep.
+    fn of_columns(filters: &[Expr], index: Option<&str>, time: &str) -> Ranges {
         let mut r = Ranges::default();
-        for (col, op, v) in filters.iter().filter_map(comparison) {
-            let range = if col == "idx" { &mut r.idx } else { &mut r.at };
+        for (is_index, op, v) in filters.iter().filter_map(|f| comparison(f, index, time)) {
+            let range = if is_index { &mut r.idx } else { &mut r.at };
             match op {
                 Operator::Eq => {
                     range.0 = range.0.max(v);
@@ -153,7 +166,7 @@ impl Ranges {
                 Operator::Gt => range.0 = range.0.max(v.saturating_add(1)),
                 Operator::GtEq => range.0 = range.0.max(v),
                 // `at < t` with t rounded down from nanoseconds must keep t's microsecond.
-                Operator::Lt if col == "idx" => range.1 = range.1.min(v),
+                Operator::Lt if is_index => range.1 = range.1.min(v),
                 Operator::Lt | Operator::LtEq => range.1 = range.1.min(v.saturating_add(1)),
                 _ => {}
             }
@@ -207,7 +220,7 @@ impl TableProvider for AuditTable {
     ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|f| match comparison(f) {
+            .map(|f| match comparison(f, Some("idx"), "at") {
                 Some(_) => TableProviderFilterPushDown::Inexact,
                 None => TableProviderFilterPushDown::Unsupported,
             })
@@ -371,6 +384,444 @@ fn audit_batch(
         arrays,
         &RecordBatchOptions::new().with_row_count(Some(entries.len())),
     )?)
+}
+
+/// How a column of a store table is typed for DataFusion (and read from the store).
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Int64,
+    Utf8,
+    /// Unix microseconds in the store, a UTC timestamp in SQL.
+    Micros,
+    /// `YYYY-MM-DD` text in the store, a date in SQL.
+    Date,
+}
+
+/// A column of a store table: its name in SQL, the store expression that reads it, and
+/// its type.
+#[derive(Debug)]
+struct Column(&'static str, &'static str, Kind);
+
+/// A table over one store table, scanned in keyset pages.
+#[derive(Debug)]
+pub struct TableSpec {
+    /// The name auditors query it by.
+    pub name: &'static str,
+    /// What it holds (for the docs and `--help`).
+    pub about: &'static str,
+    from: &'static str,
+    /// A unique store expression the pages follow, read as `key_read`.
+    key: &'static str,
+    key_read: Read,
+    /// The time column a range filter is pushed down on, if any.
+    time: Option<&'static str>,
+    columns: &'static [Column],
+}
+
+use crate::store::{Cell, Read};
+use Kind::{Date, Int64, Micros, Utf8};
+
+/// The store's tables besides `audit`: cases and their events, matters and ratings; the
+/// vault's license metadata (never a document), status history and uses.
+pub static TABLES: [TableSpec; 7] = [
+    TableSpec {
+        name: "cases",
+        about: "one row per case (办件): status, accepting site, applicant kind and HMAC, when accepted and closed",
+        from: "cases",
+        key: "id",
+        key_read: Read::Text,
+        time: Some("accepted_at"),
+        columns: &[
+            Column("id", "id", Utf8),
+            Column("status", "status", Utf8),
+            Column("applicant_kind", "applicant_kind", Utf8),
+            Column("applicant_hmac", "applicant_hmac", Utf8),
+            Column("site_dept", "site_dept", Utf8),
+            Column("site_system", "site_system", Utf8),
+            Column("operator", "operator", Utf8),
+            Column("accepted_at", "accepted_at_us", Micros),
+            Column("accepted_on", "accepted_on", Date),
+            Column("closed_at", "closed_at_us", Micros),
+        ],
+    },
+    TableSpec {
+        name: "case_matters",
+        about: "the matters of each case: owning (handling) department and deadline (null: immediate)",
+        from: "case_matters",
+        key: "case_id || '/' || matter",
+        key_read: Read::Text,
+        time: None,
+        columns: &[
+            Column("case_id", "case_id", Utf8),
+            Column("matter", "matter", Utf8),
+            Column("owner", "owner", Utf8),
+            Column("deadline", "deadline", Date),
+        ],
+    },
+    TableSpec {
+        name: "case_events",
+        about: "every event of every case (accepted, supplemented, approved, completed, rejected) with who and when",
+        from: "case_events",
+        key: "seq",
+        key_read: Read::Int,
+        time: Some("at"),
+        columns: &[
+            Column("seq", "seq", Int64),
+            Column("case_id", "case_id", Utf8),
+            Column("at", "at_us", Micros),
+            Column("event", "event", Utf8),
+            Column("by_dept", "by_dept", Utf8),
+            Column("by_system", "by_system", Utf8),
+            Column("operator", "operator", Utf8),
+            Column("note", "note", Utf8),
+        ],
+    },
+    TableSpec {
+        name: "evaluations",
+        about: "the applicant's rating of each closed case (一事一评, 1-5)",
+        from: "case_evaluations",
+        key: "case_id",
+        key_read: Read::Text,
+        time: Some("at"),
+        columns: &[
+            Column("case_id", "case_id", Utf8),
+            Column("at", "at_us", Micros),
+            Column("score", "CAST(score AS BIGINT)", Int64),
+            Column("comment", "comment", Utf8),
+        ],
+    },
+    TableSpec {
+        name: "licenses",
+        about: "license metadata (no document): type, issuer, holder kind and HMAC, stored status, validity",
+        from: "licenses",
+        key: "id",
+        key_read: Read::Text,
+        time: Some("issued_at"),
+        columns: &[
+            Column("id", "id", Utf8),
+            Column("type_code", "type_code", Utf8),
+            Column("issuer", "issuer", Utf8),
+            Column("holder_kind", "holder_kind", Utf8),
+            Column("holder_hmac", "holder_hmac", Utf8),
+            Column("status", "status", Utf8),
+            Column("valid_from", "valid_from", Date),
+            Column("valid_until", "valid_until", Date),
+            Column("issued_at", "issued_at_us", Micros),
+            Column("source", "source", Utf8),
+        ],
+    },
+    TableSpec {
+        name: "license_events",
+        about: "license status changes (suspend, restore, revoke) with who, when and why",
+        from: "license_events",
+        key: "seq",
+        key_read: Read::Int,
+        time: Some("at"),
+        columns: &[
+            Column("seq", "seq", Int64),
+            Column("license_id", "license_id", Utf8),
+            Column("at", "at_us", Micros),
+            Column("from_status", "from_status", Utf8),
+            Column("to_status", "to_status", Utf8),
+            Column("reason", "reason", Utf8),
+            Column("by_dept", "by_dept", Utf8),
+            Column("by_system", "by_system", Utf8),
+            Column("operator", "operator", Utf8),
+        ],
+    },
+    TableSpec {
+        name: "license_uses",
+        about: "every reuse of a stored license for a case (用证): which license, by whom, for which case and matter",
+        from: "license_uses",
+        key: "seq",
+        key_read: Read::Int,
+        time: Some("at"),
+        columns: &[
+            Column("seq", "seq", Int64),
+            Column("license_id", "license_id", Utf8),
+            Column("at", "at_us", Micros),
+            Column("caller_dept", "caller_dept", Utf8),
+            Column("caller_system", "caller_system", Utf8),
+            Column("operator", "operator", Utf8),
+            Column("case_id", "case_id", Utf8),
+            Column("matter", "matter", Utf8),
+        ],
+    },
+];
+
+impl TableSpec {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|Column(name, _, kind)| {
+                    let ty = match kind {
+                        Int64 => DataType::Int64,
+                        Utf8 => DataType::Utf8,
+                        Micros => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                        Date => DataType::Date32,
+                    };
+                    Field::new(*name, ty, true)
+                })
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// The page query for this backend: key, projected columns; bound with the key to
+    /// start after, the time range and the page size.
+    fn page_sql(&self, columns: &[usize], postgres: bool) -> String {
+        let p = |n: usize| {
+            if postgres {
+                format!("${n}")
+            } else {
+                "?".to_owned()
+            }
+        };
+        let mut select = vec![self.key.to_owned()];
+        select.extend(
+            columns
+                .iter()
+                .filter_map(|&c| self.columns.get(c))
+                .map(|c| c.1.to_owned()),
+        );
+        // Without a time column the range is always the whole line.
+        let time = self
+            .time
+            .and_then(|t| self.columns.iter().find(|c| c.0 == t))
+            .map_or("0", |c| c.1);
+        format!(
+            "SELECT {} FROM {} WHERE {key} > {} AND {time} >= {} AND {time} < {} ORDER BY {key} LIMIT {}",
+            select.join(", "),
+            self.from,
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            key = self.key,
+        )
+    }
+
+    /// The cells of `rows` (key first) as a batch of the projected `columns`.
+    fn batch(
+        &self,
+        schema: &SchemaRef,
+        columns: &[usize],
+        rows: &[Vec<Cell>],
+    ) -> datafusion::common::Result<RecordBatch> {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+        let arrays: Vec<ArrayRef> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| -> ArrayRef {
+                let cell = |r: &Vec<Cell>| r.get(i + 1).cloned().unwrap_or(Cell::Null);
+                let int = |r: &Vec<Cell>| match cell(r) {
+                    Cell::Int(v) => Some(v),
+                    _ => None,
+                };
+                let text = |r: &Vec<Cell>| match cell(r) {
+                    Cell::Text(t) => Some(t),
+                    _ => None,
+                };
+                match self.columns.get(c).map(|c| c.2) {
+                    Some(Int64) => Arc::new(rows.iter().map(int).collect::<Int64Array>()),
+                    Some(Micros) => Arc::new(
+                        rows.iter()
+                            .map(int)
+                            .collect::<TimestampMicrosecondArray>()
+                            .with_timezone("UTC"),
+                    ),
+                    Some(Date) => Arc::new(
+                        rows.iter()
+                            .map(|r| {
+                                text(r)
+                                    .and_then(|t| {
+                                        chrono::NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok()
+                                    })
+                                    .and_then(|d| i32::try_from((d - epoch).num_days()).ok())
+                            })
+                            .collect::<Date32Array>(),
+                    ),
+                    Some(Utf8) | None => Arc::new(rows.iter().map(text).collect::<StringArray>()),
+                }
+            })
+            .collect();
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(schema),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )?)
+    }
+}
+
+/// One of [`TABLES`] over the live store.
+#[derive(Debug, Clone)]
+pub struct StoreTable {
+    store: Store,
+    spec: &'static TableSpec,
+    schema: SchemaRef,
+    page: i64,
+}
+
+impl StoreTable {
+    pub fn new(store: Store, spec: &'static TableSpec) -> Self {
+        StoreTable {
+            store,
+            spec,
+            schema: spec.schema(),
+            page: PAGE,
+        }
+    }
+
+    /// Reads `rows` per store query (as [`AuditTable::with_page_size`]).
+    pub fn with_page_size(mut self, rows: i64) -> Self {
+        self.page = rows.max(1);
+        self
+    }
+}
+
+#[async_trait]
+impl TableProvider for StoreTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
+        let time = self.spec.time.unwrap_or("");
+        Ok(filters
+            .iter()
+            .map(|f| match comparison(f, None, time) {
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let schema = project_schema(&self.schema, projection)?;
+        let columns = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.spec.columns.len()).collect(),
+        };
+        let time = self.spec.time.unwrap_or("");
+        let part = StorePartition {
+            sql: self.spec.page_sql(&columns, self.store.is_postgres()),
+            reads: std::iter::once(self.spec.key_read)
+                .chain(
+                    columns
+                        .iter()
+                        .filter_map(|&c| self.spec.columns.get(c))
+                        .map(|c| match c.2 {
+                            Int64 | Micros => Read::Int,
+                            Utf8 | Date => Read::Text,
+                        }),
+                )
+                .collect(),
+            columns,
+            store: self.store.clone(),
+            spec: self.spec,
+            schema: Arc::clone(&schema),
+            time: Ranges::of_columns(filters, None, time).at,
+            limit,
+            page: self.page,
+        };
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            vec![Arc::new(part)],
+            None,
+            [],
+            false,
+            limit,
+        )?))
+    }
+}
+
+#[derive(Debug)]
+struct StorePartition {
+    sql: String,
+    reads: Vec<Read>,
+    columns: Vec<usize>,
+    store: Store,
+    spec: &'static TableSpec,
+    schema: SchemaRef,
+    time: (i64, i64),
+    limit: Option<usize>,
+    page: i64,
+}
+
+impl PartitionStream for StorePartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        struct State {
+            part: Arc<StorePartition>,
+            after: Cell,
+            left: usize,
+        }
+        let part = Arc::new(StorePartition {
+            sql: self.sql.clone(),
+            reads: self.reads.clone(),
+            columns: self.columns.clone(),
+            store: self.store.clone(),
+            spec: self.spec,
+            schema: Arc::clone(&self.schema),
+            time: self.time,
+            limit: self.limit,
+            page: self.page,
+        });
+        let start = State {
+            after: match self.spec.key_read {
+                Read::Int => Cell::Int(i64::MIN),
+                Read::Text => Cell::Text(String::new()),
+            },
+            left: self.limit.unwrap_or(usize::MAX),
+            part,
+        };
+        let pages = futures_util::stream::unfold(start, |mut st| async move {
+            let p = Arc::clone(&st.part);
+            if st.left == 0 || p.time.0 >= p.time.1 {
+                return None;
+            }
+            let want = i64::try_from(st.left).unwrap_or(p.page).min(p.page);
+            let rows = match p
+                .store
+                .scan_page(&p.sql, &st.after, p.time, want, &p.reads)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    st.left = 0;
+                    return Some((Err(DataFusionError::External(Box::new(e))), st));
+                }
+            };
+            let last = rows.last().and_then(|r| r.first()).cloned()?;
+            st.left = if (rows.len() as i64) < want {
+                0
+            } else {
+                st.left.saturating_sub(rows.len())
+            };
+            st.after = last;
+            Some((p.spec.batch(&p.schema, &p.columns, &rows), st))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            pages,
+        ))
+    }
 }
 
 #[cfg(test)]

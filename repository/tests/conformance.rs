@@ -493,12 +493,101 @@ async fn audit_table(store: &Store) {
     }
 }
 
+/// Strings of the first column of a query's answer.
+async fn texts(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<String> {
+    use datafusion::arrow::array::{Array, StringArray};
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut out = vec![];
+    for b in batches {
+        let c = b.column(0);
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        out.extend((0..c.len()).map(|i| c.value(i).to_owned()));
+    }
+    out
+}
+
+/// The store's other tables (cases, their matters, events and ratings; license metadata,
+/// events and uses) read the same rows whatever the page size, match the store's own
+/// reads, and split exactly at a pushed-down time bound.
+async fn store_tables(store: &Store) {
+    use paotui_repository::tables::{StoreTable, TABLES};
+    let ctx_with = |page| {
+        let ctx = datafusion::prelude::SessionContext::new();
+        for spec in &TABLES {
+            ctx.register_table(
+                spec.name,
+                Arc::new(StoreTable::new(store.clone(), spec).with_page_size(page)),
+            )
+            .unwrap();
+        }
+        ctx
+    };
+    let (small, big) = (ctx_with(1), ctx_with(8192));
+    for spec in &TABLES {
+        let all = format!("SELECT * FROM {} ORDER BY 1, 2", spec.name);
+        let a = small.sql(&all).await.unwrap().collect().await.unwrap();
+        let b = big.sql(&all).await.unwrap().collect().await.unwrap();
+        let pretty = |x| {
+            datafusion::arrow::util::pretty::pretty_format_batches(x)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(pretty(&a), pretty(&b), "{}", spec.name);
+        let n = ints(&big, &format!("SELECT count(*) FROM {}", spec.name)).await[0];
+        assert!(n > 0, "{} is empty in the conformance store", spec.name);
+    }
+    // Every case and license the tables list is one the store holds, with its status.
+    for id in texts(&small, "SELECT id FROM cases").await {
+        let (case, _) = store.case(&id).await.unwrap().unwrap();
+        assert_eq!(
+            texts(
+                &small,
+                &format!("SELECT status FROM cases WHERE id = '{id}'")
+            )
+            .await,
+            [case.status]
+        );
+        let events = store.case_events(&id).await.unwrap();
+        assert_eq!(
+            ints(
+                &small,
+                &format!("SELECT count(*) FROM case_events WHERE case_id = '{id}'")
+            )
+            .await,
+            [events.len() as i64]
+        );
+    }
+    for id in texts(&small, "SELECT id FROM licenses").await {
+        assert!(store.license(&id).await.unwrap().is_some(), "{id}");
+    }
+    // A time bound pushed into the store query splits the rows exactly.
+    let times = ints(
+        &big,
+        "SELECT CAST(to_unixtime(at) * 1000000 AS BIGINT) FROM case_events ORDER BY 1",
+    )
+    .await;
+    let t = times[times.len() / 2];
+    let before = ints(
+        &small,
+        &format!("SELECT count(*) FROM case_events WHERE at < to_timestamp_micros({t})"),
+    )
+    .await[0];
+    let after = ints(
+        &small,
+        &format!("SELECT count(*) FROM case_events WHERE at >= to_timestamp_micros({t})"),
+    )
+    .await[0];
+    assert_eq!(before + after, times.len() as i64);
+    assert_eq!(before, times.iter().filter(|x| **x < t).count() as i64);
+}
+
 async fn run_all(store: &Store) {
     append_round_trip(store).await;
     concurrent_appends_are_dense(store).await;
     license_vault(store).await;
     cases(store).await;
     audit_table(store).await;
+    store_tables(store).await;
 }
 
 #[tokio::test]

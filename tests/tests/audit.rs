@@ -366,6 +366,17 @@ async fn auditors_query_the_log_in_sql_within_limits() {
         "audit.sql"
     );
 
+    // The other tables: the cases the queries were made for, joined with their entries.
+    let r = jc
+        .post_json(
+            "/v1/audit/sql",
+            &sql("SELECT count(DISTINCT c.id) AS n FROM audit a JOIN cases c ON a.case_id = c.id \
+                  WHERE a.action = 'service.query' AND c.site_dept = 'RS' AND c.status = 'accepted'"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok_json(&r, &jwks)["rows"][0]["n"], 3);
+
     // The row cap: five rows of many, flagged.
     let r = jc
         .post_json("/v1/audit/sql", &sql("SELECT idx FROM audit ORDER BY idx"))
