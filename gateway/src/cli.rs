@@ -113,6 +113,30 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
         format: SqlFormat,
     },
+    /// Print the supervision figures (电子监察) from the store, locally.
+    ///
+    /// Figures: cases (办件量), immediate (即办件率), on_time (按时/提前办结率), tongban
+    /// (通办率), reuse (用证率, paper copies avoided), calls (consumer × provider), denials
+    /// (by reason), evaluation (一事一评). Each one's definition is printed with it; over the
+    /// API, auditors read them at `GET /v1/stats/{figure}`.
+    Stats {
+        /// One figure (all when omitted).
+        figure: Option<String>,
+        #[arg(long, short, default_value = "paotui.toml")]
+        config: PathBuf,
+        /// First day of the period (YYYY-MM-DD, UTC), by acceptance (or request) time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day of the period, inclusive.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only cases with a matter this department handles (calls, denials: by caller).
+        #[arg(long)]
+        dept: Option<String>,
+        /// Only cases accepted at this department's window.
+        #[arg(long)]
+        site: Option<String>,
+    },
     /// The electronic-license vault: verify a license offline, import existing licenses.
     License {
         #[command(subcommand)]
@@ -290,6 +314,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             telemetry::init("warn");
             crate::license_cli::run(command).await
         }
+        Command::Stats {
+            figure,
+            config,
+            from,
+            to,
+            dept,
+            site,
+        } => {
+            telemetry::init("warn");
+            let filters = crate::stats::Filters::parse(
+                from.as_deref(),
+                to.as_deref(),
+                dept.as_deref(),
+                site.as_deref(),
+            )?;
+            stats(figure.as_deref(), &config, &filters).await
+        }
         Command::Sql {
             query,
             config,
@@ -327,12 +368,38 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+async fn stats(
+    figure: Option<&str>,
+    config: &std::path::Path,
+    filters: &crate::stats::Filters,
+) -> Result<()> {
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    let figures: Vec<&crate::stats::Figure> = match figure {
+        Some(name) => vec![crate::stats::figure(name)?],
+        None => crate::stats::FIGURES.iter().collect(),
+    };
+    let cfg = Config::load(config)?;
+    let limits = cfg.sql.checked()?;
+    let catalog = cfg.load_catalog()?;
+    let store = paotui_repository::Store::open(&cfg.database_url()).await?;
+    let ctx = crate::sql::session(&store, Some(&catalog), &limits).await?;
+    for f in figures {
+        let answer = crate::sql::run(&ctx, &filters.sql(f), &limits).await?;
+        let table = pretty_format_batches(&answer.batches)
+            .map_err(|e| Error::Internal(format!("stats table: {e}")))?;
+        println!("{} — {}\n{}\n{table}\n", f.name, f.title, f.definition);
+    }
+    store.close().await;
+    Ok(())
+}
+
 async fn sql(query: &str, config: &std::path::Path, format: SqlFormat) -> Result<()> {
     use datafusion::arrow::util::pretty::pretty_format_batches;
     let cfg = Config::load(config)?;
     let limits = cfg.sql.checked()?;
+    let catalog = cfg.load_catalog()?;
     let store = paotui_repository::Store::open(&cfg.database_url()).await?;
-    let ctx = crate::sql::session(&store, &limits).await?;
+    let ctx = crate::sql::session(&store, Some(&catalog), &limits).await?;
     let answer = crate::sql::run(&ctx, query, &limits).await?;
     let batch = datafusion::arrow::compute::concat_batches(&answer.schema, &answer.batches)
         .map_err(|e| Error::Internal(format!("sql answer: {e}")))?;

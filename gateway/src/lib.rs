@@ -22,6 +22,7 @@ pub mod routes;
 pub mod server;
 pub mod sql;
 pub mod state;
+pub mod stats;
 pub mod telemetry;
 pub mod vault;
 

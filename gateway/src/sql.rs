@@ -10,7 +10,8 @@
 //! Tables (each a DataFusion `TableProvider` over the live store, `paotui_repository::
 //! tables`): `audit` (one row per audit entry) and the view `denials` (its refused
 //! requests); `cases`, `case_matters`, `case_events`, `evaluations`, `licenses` (metadata,
-//! never a document), `license_events`, `license_uses`. Both the API (`POST /v1/audit/sql`) and `paotui sql` use [`session`] and
+//! never a document), `license_events`, `license_uses`; and from the catalog `services` and
+//! `matters`. Both the API (`POST /v1/audit/sql`) and `paotui sql` use [`session`] and
 //! [`run`].
 
 use std::sync::Arc;
@@ -19,11 +20,14 @@ use std::time::Duration;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DataFusionError;
+use datafusion::datasource::MemTable;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use futures_util::StreamExt;
+use paotui_policies::catalog::Catalog;
+use paotui_policies::matters::MatterKind;
 use paotui_repository::Store;
 use paotui_repository::tables::{AuditTable, StoreTable, TABLES};
 
@@ -36,8 +40,13 @@ pub const MAX_SQL_BYTES: usize = 16 * 1024;
 /// The views defined over the tables, by name.
 const VIEWS: [(&str, &str); 1] = [("denials", "SELECT * FROM audit WHERE outcome = 'denied'")];
 
-/// A session with the store's tables registered, under the memory limit.
-pub async fn session(store: &Store, limits: &SqlConfig) -> Result<SessionContext> {
+/// A session with the store's tables (and the catalog's, when given) registered, under
+/// the memory limit.
+pub async fn session(
+    store: &Store,
+    catalog: Option<&Catalog>,
+    limits: &SqlConfig,
+) -> Result<SessionContext> {
     // No spilling: a query over its memory limit fails instead of filling the disk of
     // the gateway's host with temporary files.
     let runtime = RuntimeEnvBuilder::new()
@@ -55,6 +64,14 @@ pub async fn session(store: &Store, limits: &SqlConfig) -> Result<SessionContext
         ctx.register_table(spec.name, Arc::new(StoreTable::new(store.clone(), spec)))
             .map_err(|e| Error::Internal(format!("sql tables: {e}")))?;
     }
+    if let Some(catalog) = catalog {
+        for (name, batch) in catalog_tables(catalog)? {
+            let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
+                .map_err(|e| Error::Internal(format!("sql table {name}: {e}")))?;
+            ctx.register_table(name, Arc::new(table))
+                .map_err(|e| Error::Internal(format!("sql table {name}: {e}")))?;
+        }
+    }
     for (name, query) in VIEWS {
         let view = ctx
             .sql(query)
@@ -65,6 +82,73 @@ pub async fn session(store: &Store, limits: &SqlConfig) -> Result<SessionContext
             .map_err(|e| Error::Internal(format!("sql view {name}: {e}")))?;
     }
     Ok(ctx)
+}
+
+/// The catalog as tables: `services` (id, owner, name, source, subject_kind) and `matters`
+/// (code, name, owner, kind, promised_days) — so figures can say whose service was called.
+fn catalog_tables(catalog: &Catalog) -> Result<Vec<(&'static str, RecordBatch)>> {
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+    let strings = |v: Vec<String>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    let svc: Vec<_> = catalog.services.values().collect();
+    let services = RecordBatch::try_from_iter([
+        (
+            "id",
+            strings(svc.iter().map(|s| s.id.to_string()).collect()),
+        ),
+        (
+            "owner",
+            strings(svc.iter().map(|s| s.owner.to_string()).collect()),
+        ),
+        (
+            "name",
+            strings(svc.iter().map(|s| s.name.clone()).collect()),
+        ),
+        (
+            "source",
+            strings(svc.iter().map(|s| s.source.clone()).collect()),
+        ),
+        (
+            "subject_kind",
+            strings(svc.iter().map(|s| s.subject.name().to_owned()).collect()),
+        ),
+    ]);
+    let ms: Vec<_> = catalog.matters.values().collect();
+    let matters = RecordBatch::try_from_iter([
+        (
+            "code",
+            strings(ms.iter().map(|m| m.code.to_string()).collect()),
+        ),
+        ("name", strings(ms.iter().map(|m| m.name.clone()).collect())),
+        (
+            "owner",
+            strings(ms.iter().map(|m| m.owner.to_string()).collect()),
+        ),
+        (
+            "kind",
+            strings(
+                ms.iter()
+                    .map(|m| match m.kind {
+                        MatterKind::Immediate => "immediate".to_owned(),
+                        MatterKind::Promised { .. } => "promised".to_owned(),
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "promised_days",
+            Arc::new(
+                ms.iter()
+                    .map(|m| match m.kind {
+                        MatterKind::Immediate => None,
+                        MatterKind::Promised { working_days } => Some(i64::from(working_days)),
+                    })
+                    .collect::<Int64Array>(),
+            ) as ArrayRef,
+        ),
+    ]);
+    let services = services.map_err(|e| Error::Internal(format!("sql services: {e}")))?;
+    let matters = matters.map_err(|e| Error::Internal(format!("sql matters: {e}")))?;
+    Ok(vec![("services", services), ("matters", matters)])
 }
 
 /// Refuses anything but one read-only query, before planning. Syntax errors keep the
@@ -217,7 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
         let store = Store::open(&url).await.unwrap();
-        let ctx = session(&store, limits).await.unwrap();
+        let ctx = session(&store, None, limits).await.unwrap();
         (dir, ctx)
     }
 

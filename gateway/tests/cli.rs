@@ -119,6 +119,37 @@ fn demo_exit_builds_walks_through_and_reuses_its_world() {
         String::from_utf8_lossy(&out.stdout).contains("\"n\": 0"),
         "every answered request was decided"
     );
+    // `paotui stats`: every figure with its definition; a bad filter names itself.
+    let out = paotui()
+        .args(["stats", "--config"])
+        .arg(world.join("paotui.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for title in [
+        "办件量",
+        "即办件率",
+        "按时/提前办结率",
+        "通办率",
+        "用证率",
+        "数据调用",
+        "拒绝",
+        "一事一评",
+    ] {
+        assert!(text.contains(title), "{title}: {text}");
+    }
+    let out = paotui()
+        .args(["stats", "cases", "--from", "2026-02-30", "--config"])
+        .arg(world.join("paotui.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("from must be a date YYYY-MM-DD"));
     let out = sql("DROP TABLE audit", "table");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -169,10 +169,11 @@ pub enum Action {
     ImportLicenses,
     ListMatters,
     ReadSubjectAccesses,
+    ReadStats,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::Query,
         Action::ReadField,
         Action::ReadFieldMasked,
@@ -192,6 +193,7 @@ impl Action {
         Action::ImportLicenses,
         Action::ListMatters,
         Action::ReadSubjectAccesses,
+        Action::ReadStats,
     ];
 
     /// The action's id in the schema (`Paotui::Action::"…"`).
@@ -216,6 +218,7 @@ impl Action {
             Action::ImportLicenses => "import_licenses",
             Action::ListMatters => "list_matters",
             Action::ReadSubjectAccesses => "read_subject_accesses",
+            Action::ReadStats => "read_stats",
         }
     }
 }
@@ -1355,6 +1358,8 @@ when { context has operator && context.operator == Paotui::Operator::"SC/s1/offi
                     false,
                 ),
                 ("ZW", "read_audit", Resource::AuditLog, vec![], false),
+                ("JC", "read_stats", Resource::AuditLog, vec![], true),
+                ("SC", "read_stats", Resource::AuditLog, vec![], false),
                 (
                     "SC",
                     "read_license_history",

@@ -470,6 +470,34 @@ async fn auditors_query_the_log_in_sql_within_limits() {
         assert!(detail.contains(needle), "{body}: {detail}");
     }
     assert!(!std::path::Path::new("/tmp/leak.csv").exists());
+
+    // The supervision figures: the auditors read them; the three RS cases are open.
+    let r = jc.get("/v1/stats").await.unwrap();
+    assert_eq!(ok_json(&r, &jwks)["figures"].as_array().unwrap().len(), 8);
+    let r = jc.get("/v1/stats/cases?site=RS").await.unwrap();
+    let v = ok_json(&r, &jwks);
+    assert_eq!(
+        v["rows"],
+        json!([{"accepted": 3, "completed": 0, "rejected": 0, "open": 3}])
+    );
+    assert_eq!(v["filters"]["site"], "RS");
+    let r = jc.get("/v1/stats/calls").await.unwrap();
+    assert_eq!(
+        ok_json(&r, &jwks)["rows"],
+        json!([{"consumer": "RS", "provider": "GA", "calls": 3}])
+    );
+    for (path, status) in [
+        ("/v1/stats/nope", StatusCode::NOT_FOUND),
+        ("/v1/stats/cases?from=2026-13-01", StatusCode::BAD_REQUEST),
+        ("/v1/stats/cases?dept=a%20b", StatusCode::BAD_REQUEST),
+        ("/v1/stats/cases?when=today", StatusCode::BAD_REQUEST),
+    ] {
+        let r = jc.get(path).await.unwrap();
+        assert_eq!(r.status, status, "{path}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    }
+    let r = rs.get("/v1/stats/cases").await.unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = jc.get("/healthz").await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
     app.stop().await;

@@ -332,7 +332,7 @@ async fn sql(
         None,
     )?;
     let crate::extract::ApiJson(body) = body?;
-    let ctx = crate::sql::session(&app.store, &app.sql).await?;
+    let ctx = crate::sql::session(&app.store, Some(&app.catalog), &app.sql).await?;
     let answer = crate::sql::run(&ctx, &body.sql, &app.sql).await?;
     let batch = datafusion::arrow::compute::concat_batches(&answer.schema, &answer.batches)
         .map_err(|e| Error::Internal(format!("sql answer: {e}")))?;

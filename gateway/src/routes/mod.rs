@@ -6,3 +6,4 @@ pub mod health;
 pub mod keys;
 pub mod licenses;
 pub mod services;
+pub mod stats;
