@@ -142,6 +142,9 @@ pub async fn build_state(cfg: &Config) -> Result<AppState> {
         calendar: cfg.calendar()?,
         purpose_binding: cfg.policy.purpose_binding,
         sql: cfg.sql.checked()?,
+        alert_rules: crate::alerts::load(
+            cfg.alerts.rules.as_ref().map(|p| cfg.path(p)).as_deref(),
+        )?,
     })))
 }
 
@@ -238,6 +241,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::licenses::router())
         .merge(routes::cases::router())
         .merge(routes::stats::router())
+        .merge(routes::alerts::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -137,10 +137,28 @@ pub enum Command {
         #[arg(long)]
         site: Option<String>,
     },
+    /// Supervision rules (电子监察 alerts): check a rules file, or run the rules now.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// The electronic-license vault: verify a license offline, import existing licenses.
     License {
         #[command(subcommand)]
         command: crate::license_cli::LicenseCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Check a rules file: names, severities, and that each rule is one read-only query;
+    /// errors name the file and line.
+    Check { file: PathBuf },
+    /// Run the configured rules against the store now; print what each flagged and how
+    /// many alerts are new (the gateway also runs them every `[alerts] interval_s`).
+    Evaluate {
+        #[arg(long, short, default_value = "paotui.toml")]
+        config: PathBuf,
     },
 }
 
@@ -330,6 +348,32 @@ pub async fn run(cli: Cli) -> Result<()> {
                 site.as_deref(),
             )?;
             stats(figure.as_deref(), &config, &filters).await
+        }
+        Command::Alerts {
+            command: AlertsCommand::Check { file },
+        } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(file.display(), e))?;
+            let rules = crate::alerts::parse(&file.display().to_string(), &text)?;
+            println!("{}: ok ({} rules)", file.display(), rules.len());
+            Ok(())
+        }
+        Command::Alerts {
+            command: AlertsCommand::Evaluate { config },
+        } => {
+            telemetry::init("warn");
+            let cfg = Config::load(&config)?;
+            let limits = cfg.sql.checked()?;
+            let rules =
+                crate::alerts::load(cfg.alerts.rules.as_ref().map(|p| cfg.path(p)).as_deref())?;
+            let catalog = cfg.load_catalog()?;
+            let store = paotui_repository::Store::open(&cfg.database_url()).await?;
+            let (_, now) = crate::vault::now();
+            let raised = crate::alerts::evaluate(&store, &catalog, &limits, &rules, now).await?;
+            for r in raised {
+                println!("{}: {} flagged, {} new", r.rule, r.flagged, r.new);
+            }
+            store.close().await;
+            Ok(())
         }
         Command::Sql {
             query,

@@ -43,6 +43,9 @@ pub struct Config {
     /// Limits of auditor SQL (`POST /v1/audit/sql`, `paotui sql`).
     #[serde(default)]
     pub sql: SqlConfig,
+    /// Supervision rules and how often they run (`[alerts]`).
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Directory the relative paths above are resolved against (the config file's own).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -152,6 +155,26 @@ pub enum PurposeBinding {
     #[default]
     Required,
     Off,
+}
+
+/// Supervision rules (电子监察 alerts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// A rules file (see `examples/alerts.toml`); without it the built-in rules run.
+    pub rules: Option<PathBuf>,
+    /// Seconds between evaluations; 0 evaluates only on demand
+    /// (`POST /v1/alerts/evaluate`).
+    pub interval_s: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            rules: None,
+            interval_s: 300,
+        }
+    }
 }
 
 /// Limits of one auditor SQL query: a runaway query is cancelled at them.

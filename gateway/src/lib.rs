@@ -5,6 +5,7 @@
 //! ([`Error`]'s `IntoResponse`). Nothing depends on it.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod audit_cli;
@@ -24,6 +25,8 @@ pub mod sql;
 pub mod state;
 pub mod stats;
 pub mod telemetry;
+#[cfg(test)]
+mod testkit;
 pub mod vault;
 
 pub use error::{Error, Result, redact};

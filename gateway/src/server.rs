@@ -108,6 +108,40 @@ pub async fn spawn(cfg: &Config) -> Result<Server> {
         });
     }
 
+    // Supervision rules run on a schedule; a failing evaluation is logged and retried at
+    // the next tick (auditors can also run them on demand).
+    if cfg.alerts.interval_s > 0 {
+        let every = Duration::from_secs(cfg.alerts.interval_s);
+        let mut stop = rx.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => return,
+                }
+                let (_, now) = crate::vault::now();
+                match crate::alerts::evaluate(
+                    &state.store,
+                    &state.catalog,
+                    &state.sql,
+                    &state.alert_rules,
+                    now,
+                )
+                .await
+                {
+                    Ok(raised) => {
+                        let new: u64 = raised.iter().map(|r| r.new).sum();
+                        if new > 0 {
+                            tracing::warn!(new, "supervision rules raised alerts");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "supervision rules failed"),
+                }
+            }
+        });
+    }
+
     let acceptor = TlsAcceptor::from(tls);
     let task = tokio::spawn(accept_loop(
         listener,

@@ -36,6 +36,8 @@ pub struct Inner {
     pub purpose_binding: crate::config::PurposeBinding,
     /// Limits of auditor SQL (`[sql]`).
     pub sql: crate::config::SqlConfig,
+    /// The supervision rules (`[alerts] rules`, or the built-in ones).
+    pub alert_rules: Vec<crate::alerts::Rule>,
 }
 
 /// The current access policy; a reload replaces it for requests that start afterwards.

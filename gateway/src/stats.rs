@@ -231,115 +231,28 @@ pub async fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paotui_certs::GatewayKey;
+    use crate::testkit::{at, case};
     use paotui_repository::{
-        AuditLog, AuditOptions, CaseEvent, CaseMatter, Evaluation, LicenseEvent, LicenseUse,
-        NewAuditEntry, Outcome, PolicyDecision, Store, StoredCase, StoredLicense,
+        Evaluation, LicenseEvent, LicenseUse, NewAuditEntry, Store, StoredLicense,
     };
     use serde_json::{Value, json};
-    use std::sync::Arc;
-
-    fn at(day: &str, hour: u32) -> i64 {
-        NaiveDate::parse_from_str(day, "%Y-%m-%d")
-            .unwrap()
-            .and_hms_opt(hour, 0, 0)
-            .unwrap()
-            .and_utc()
-            .timestamp_micros()
-    }
-
-    fn event(e: &str, at_us: i64) -> CaseEvent {
-        CaseEvent {
-            at_us,
-            event: e.into(),
-            by_dept: "SC".into(),
-            by_system: "dengji".into(),
-            operator: Some("officer".into()),
-            note: None,
-        }
-    }
-
-    /// Stores a case accepted on `day` at `site` with `matters` (matter, owner, deadline),
-    /// then moves it through `events` (event, day).
-    async fn case(
-        store: &Store,
-        id: &str,
-        day: &str,
-        site: &str,
-        matters: &[(&str, &str, Option<&str>)],
-        events: &[(&str, &str)],
-    ) {
-        let c = StoredCase {
-            id: id.into(),
-            applicant_hmac: format!("{id}-applicant"),
-            applicant_kind: "person".into(),
-            site_dept: site.into(),
-            site_system: "window".into(),
-            operator: None,
-            status: "accepted".into(),
-            accepted_at_us: at(day, 9),
-            accepted_on: day.into(),
-            closed_at_us: None,
-            parties: vec![],
-        };
-        let ms: Vec<CaseMatter> = matters
-            .iter()
-            .map(|(m, o, d)| CaseMatter {
-                matter: (*m).into(),
-                owner: (*o).into(),
-                deadline: d.map(str::to_owned),
-            })
-            .collect();
-        store
-            .open_case(&c, &ms, &event("accepted", at(day, 9)))
-            .await
-            .unwrap();
-        let mut from = "accepted".to_owned();
-        for (e, day) in events {
-            store
-                .change_case_status(id, &from, e, &event(e, at(day, 15)))
-                .await
-                .unwrap();
-            from = (*e).to_owned();
-        }
-    }
 
     fn query(case: &str, service: &str, ok: bool, day: &str) -> NewAuditEntry {
-        NewAuditEntry {
-            at_us: at(day, 10),
-            request_id: "r".into(),
-            caller_dept: Some("SC".into()),
-            caller_system: Some("dengji".into()),
-            caller_serial: None,
-            operator: None,
-            action: "service.query".into(),
-            service: Some(service.into()),
-            case_id: Some(case.into()),
-            matter: None,
-            outcome: if ok { Outcome::Ok } else { Outcome::Denied },
-            status: if ok { 200 } else { 403 },
-            reason: None,
-            subject_hmac: None,
-            fields: vec![],
-            body_sha256: None,
-            decision: Some(PolicyDecision {
-                allowed: ok,
-                policies: vec![if ok {
-                    "query-owner-or-consumer".into()
-                } else {
-                    "query-needs-its-case".into()
-                }],
-            }),
-        }
+        crate::testkit::access(
+            "service.query",
+            ("SC", "dengji", None),
+            Some(case),
+            Some(service),
+            ok,
+            at(day, 10),
+        )
     }
 
     /// A world built so every figure's answer is known exactly: six cases accepted in
     /// November (one in October, outside the period), on time, early, late, rejected,
     /// open; license reuses, data answers and a denial; ratings.
     async fn world() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("store.db").display());
-        let store = Store::open(&url).await.unwrap();
+        let (dir, store) = crate::testkit::store().await;
         let done = |d: &'static str| [("approved", d), ("completed", d)];
         case(
             &store,
@@ -447,10 +360,7 @@ mod tests {
             .collect();
         store.record_license_uses(&uses).await.unwrap();
 
-        let (key, _) = GatewayKey::generate().unwrap();
-        let log = AuditLog::open(store.clone(), Arc::new(key), AuditOptions::default())
-            .await
-            .unwrap();
+        let log = crate::testkit::log(&store).await;
         for e in [
             query("C1", "population.person", true, "2026-11-02"),
             query("C1", "population.person", true, "2026-11-02"),
@@ -479,13 +389,7 @@ mod tests {
     }
 
     async fn figure_rows(store: &Store, name: &str, f: &Filters) -> Vec<Value> {
-        let catalog = crate::config::Config::load(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/paotui.toml"
-        )))
-        .unwrap()
-        .load_catalog()
-        .unwrap();
+        let catalog = crate::testkit::catalog();
         compute(
             store,
             &catalog,

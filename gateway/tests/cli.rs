@@ -493,3 +493,37 @@ fn license_import_names_file_and_line_of_a_broken_header() {
         assert!(stdout.contains(want), "{stdout}");
     }
 }
+
+/// `paotui alerts check`: the shipped rules pass; a broken one is named with its file and line.
+#[test]
+fn alerts_check_names_file_and_line() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/alerts.toml");
+    let out = paotui()
+        .args(["alerts", "check", shipped])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (6 rules)"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.toml");
+    std::fs::write(
+        &file,
+        "[[rules]]\nname = \"ok\"\nseverity = \"low\"\ndescription = \"d\"\nsql = \"SELECT idx FROM audit\"\n\n[[rules]]\nname = \"wipe\"\nseverity = \"high\"\ndescription = \"d\"\nsql = \"DELETE FROM audit\"\n",
+    )
+    .unwrap();
+    let out = paotui()
+        .args(["alerts", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rules.toml:7: rule \"wipe\": only a single read-only query runs"),
+        "{err}"
+    );
+}

@@ -170,10 +170,11 @@ pub enum Action {
     ListMatters,
     ReadSubjectAccesses,
     ReadStats,
+    ManageAlerts,
 }
 
 impl Action {
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Action::Query,
         Action::ReadField,
         Action::ReadFieldMasked,
@@ -194,6 +195,7 @@ impl Action {
         Action::ListMatters,
         Action::ReadSubjectAccesses,
         Action::ReadStats,
+        Action::ManageAlerts,
     ];
 
     /// The action's id in the schema (`Paotui::Action::"…"`).
@@ -219,6 +221,7 @@ impl Action {
             Action::ListMatters => "list_matters",
             Action::ReadSubjectAccesses => "read_subject_accesses",
             Action::ReadStats => "read_stats",
+            Action::ManageAlerts => "manage_alerts",
         }
     }
 }
@@ -1360,6 +1363,8 @@ when { context has operator && context.operator == Paotui::Operator::"SC/s1/offi
                 ("ZW", "read_audit", Resource::AuditLog, vec![], false),
                 ("JC", "read_stats", Resource::AuditLog, vec![], true),
                 ("SC", "read_stats", Resource::AuditLog, vec![], false),
+                ("JC", "manage_alerts", Resource::AuditLog, vec![], true),
+                ("ZW", "manage_alerts", Resource::AuditLog, vec![], false),
                 (
                     "SC",
                     "read_license_history",

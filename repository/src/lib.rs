@@ -9,6 +9,7 @@
 //! It never sees a plaintext personal identifier: callers hand it HMACs and hashes.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod audit;
 mod cache;
 mod cases;
@@ -20,6 +21,7 @@ pub mod tables;
 mod tree;
 pub mod verify;
 
+pub use alerts::{NewAlert, StoredAlert};
 pub use audit::{
     AuditEntry, ENTRY_FORMAT_V1, ENTRY_FORMAT_V2, NewAuditEntry, Outcome, PolicyDecision,
 };

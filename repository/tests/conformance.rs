@@ -581,6 +581,56 @@ async fn store_tables(store: &Store) {
     assert_eq!(before, times.iter().filter(|x| **x < t).count() as i64);
 }
 
+/// Alerts: raised once per (rule, index), listed newest first, acknowledged once.
+async fn alerts(store: &Store) {
+    use paotui_repository::{Error, NewAlert};
+    let alert = |rule: &str, idx| NewAlert {
+        rule: rule.into(),
+        severity: "high".into(),
+        idx,
+        detail: Some(format!("{rule} at {idx}")),
+        raised_at_us: 1,
+    };
+    let batch = [alert("a", 1), alert("a", 2), alert("b", 1)];
+    assert_eq!(store.insert_alerts(&batch).await.unwrap(), 3);
+    assert_eq!(store.insert_alerts(&batch).await.unwrap(), 0, "raised once");
+    assert_eq!(
+        store
+            .insert_alerts(&[alert("a", 2), alert("a", 3)])
+            .await
+            .unwrap(),
+        1
+    );
+    let open = store.alerts(true, 10).await.unwrap();
+    assert_eq!(open.len(), 4);
+    assert_eq!(open[0].alert, alert("a", 3), "newest first");
+    let id = open[1].id;
+    store
+        .ack_alert(id, "JC/jiancha", "checked", 5)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.ack_alert(id, "JC/jiancha", "again", 6).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.ack_alert(999_999, "JC/jiancha", "x", 6).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(store.alerts(true, 10).await.unwrap().len(), 3);
+    let all = store.alerts(false, 10).await.unwrap();
+    let acked = all.iter().find(|a| a.id == id).unwrap();
+    assert_eq!(
+        (
+            acked.acked_at_us,
+            acked.acked_by.as_deref(),
+            acked.note.as_deref()
+        ),
+        (Some(5), Some("JC/jiancha"), Some("checked"))
+    );
+    assert_eq!(store.alerts(false, 2).await.unwrap().len(), 2);
+}
+
 async fn run_all(store: &Store) {
     append_round_trip(store).await;
     concurrent_appends_are_dense(store).await;
@@ -588,6 +638,7 @@ async fn run_all(store: &Store) {
     cases(store).await;
     audit_table(store).await;
     store_tables(store).await;
+    alerts(store).await;
 }
 
 #[tokio::test]

@@ -502,3 +502,129 @@ async fn auditors_query_the_log_in_sql_within_limits() {
     assert_eq!(r.status, StatusCode::OK);
     app.stop().await;
 }
+
+/// Alerts over the API: the auditors run the rules on demand, list what they raised (with
+/// the audit index behind each), acknowledge one with a note, once; others may not.
+#[tokio::test]
+async fn auditors_run_rules_and_acknowledge_alerts() {
+    let app = TestApp::spawn_with(|c| {
+        c.policy.purpose_binding = paotui_gateway::config::PurposeBinding::Off;
+        c.alerts.interval_s = 0;
+    })
+    .await
+    .unwrap();
+    let jc = app.client("JC", "jiancha").unwrap();
+    let rs = app.client("RS", "shebao").unwrap();
+    let jwks = jc.keys().await.unwrap();
+    let subject = app.world.subjects[0].clone();
+    // Data without a case (binding is off), then refusals for a case that does not exist:
+    // ten, so that five fall within one clock hour whenever the test runs.
+    let r = rs
+        .post_json(QUERY, &json!({"subject": subject}))
+        .await
+        .unwrap();
+    let (_, no_case) = r.verify(&jwks).unwrap();
+    for _ in 0..10 {
+        let r = rs
+            .post_json(QUERY, &json!({"subject": subject, "case_id": "CASE-NONE"}))
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+    let r = rs
+        .post_json("/v1/alerts/evaluate", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = jc
+        .post_json("/v1/alerts/evaluate", &json!({}))
+        .await
+        .unwrap();
+    let v = ok_json(&r, &jwks);
+    let flagged = |rule: &str| {
+        v["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == rule)
+            .unwrap()["flagged"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(flagged("access_without_case"), 1);
+    assert_eq!(flagged("repeated_denials"), 1);
+
+    let r = jc.get("/v1/alerts").await.unwrap();
+    let v = ok_json(&r, &jwks);
+    let alerts = v["alerts"].as_array().unwrap().clone();
+    let without = alerts
+        .iter()
+        .find(|a| a["rule"] == "access_without_case")
+        .unwrap();
+    assert_eq!(without["audit_index"], no_case);
+    assert_eq!(without["severity"], "high");
+    assert!(
+        without["detail"]
+            .as_str()
+            .unwrap()
+            .contains("RS/shebao read population.person with no case")
+    );
+    let id = without["id"].as_i64().unwrap();
+    let ack = format!("/v1/alerts/{id}/ack");
+    let r = jc
+        .post_json_with(
+            &ack,
+            &json!({"note": "binding was off for the migration"}),
+            &[("paotui-operator", "auditor-1")],
+        )
+        .await
+        .unwrap();
+    let v = ok_json(&r, &jwks);
+    assert_eq!(v["acked_by"], "JC/jiancha (auditor-1)");
+    let r = jc.post_json(&ack, &json!({"note": "again"})).await.unwrap();
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    for (path, body, status) in [
+        (
+            "/v1/alerts/999999/ack",
+            json!({"note": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/alerts/abc/ack",
+            json!({"note": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (ack.as_str(), json!({"note": ""}), StatusCode::BAD_REQUEST),
+        (
+            ack.as_str(),
+            json!({"remark": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = jc.post_json(path, &body).await.unwrap();
+        assert_eq!(r.status, status, "{path} {body}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    }
+    // Open alerts no longer list it; all alerts do, with the note.
+    let open = ok_json(&jc.get("/v1/alerts").await.unwrap(), &jwks);
+    assert!(
+        open["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["id"] != id)
+    );
+    let all = ok_json(&jc.get("/v1/alerts?open=false").await.unwrap(), &jwks);
+    let acked = all["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(acked["note"], "binding was off for the migration");
+    assert!(acked["acked_at"].is_string());
+    let r = rs.get("/v1/alerts").await.unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    app.stop().await;
+}

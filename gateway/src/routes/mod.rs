@@ -1,5 +1,6 @@
 //! One router per area, merged in [`crate::app::router`].
 
+pub mod alerts;
 pub mod audit;
 pub mod cases;
 pub mod health;
