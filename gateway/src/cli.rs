@@ -137,6 +137,22 @@ pub enum Command {
         #[arg(long)]
         site: Option<String>,
     },
+    /// Copy the audit entries of closed days to Parquet (zstd, one directory per day).
+    ///
+    /// Takes the entries logged before --before that no earlier run took, writes them
+    /// under DIR/run-<from>-<upto>/day=YYYY-MM-DD/, and records the run. The entries stay
+    /// in the store (the log is still verified from it); auditor SQL reads the archive and
+    /// the rest live, each entry once.
+    Archive {
+        /// First day not to archive (YYYY-MM-DD, UTC): today at the latest.
+        #[arg(long)]
+        before: String,
+        /// Where the Parquet files go (default: `archive` beside the config file).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, short, default_value = "paotui.toml")]
+        config: PathBuf,
+    },
     /// Supervision rules (电子监察 alerts): check a rules file, or run the rules now.
     Alerts {
         #[command(subcommand)]
@@ -348,6 +364,38 @@ pub async fn run(cli: Cli) -> Result<()> {
                 site.as_deref(),
             )?;
             stats(figure.as_deref(), &config, &filters).await
+        }
+        Command::Archive {
+            before,
+            dir,
+            config,
+        } => {
+            telemetry::init("warn");
+            let before = chrono::NaiveDate::parse_from_str(&before, "%Y-%m-%d")
+                .map_err(|_| Error::BadRequest("--before must be a date YYYY-MM-DD".into()))?;
+            let cfg = Config::load(&config)?;
+            let dir = match dir {
+                Some(d) => d,
+                None => cfg.path(std::path::Path::new("archive")),
+            };
+            let store = paotui_repository::Store::open(&cfg.database_url()).await?;
+            let (today, _) = crate::vault::now();
+            let done = crate::archive::archive(&store, &dir, before, today).await?;
+            match &done.dir {
+                Some(d) => println!(
+                    "archived entries {}..{} ({} rows) to {}",
+                    done.from_idx,
+                    done.upto_idx,
+                    done.rows,
+                    d.display()
+                ),
+                None => println!(
+                    "nothing to archive before {before} (archive ends at entry {})",
+                    done.upto_idx
+                ),
+            }
+            store.close().await;
+            Ok(())
         }
         Command::Alerts {
             command: AlertsCommand::Check { file },

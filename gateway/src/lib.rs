@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod archive;
 pub mod audit;
 pub mod audit_cli;
 pub mod authz;

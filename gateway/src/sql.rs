@@ -8,7 +8,8 @@
 //! cancels it) and a row cap (`max_rows`: the stream is not read further).
 //!
 //! Tables (each a DataFusion `TableProvider` over the live store, `paotui_repository::
-//! tables`): `audit` (one row per audit entry) and the view `denials` (its refused
+//! tables`): `audit` (one row per audit entry: the Parquet archive's runs, then the live
+//! table from where they end, [`crate::archive`]) and the view `denials` (its refused
 //! requests); `cases`, `case_matters`, `case_events`, `evaluations`, `licenses` (metadata,
 //! never a document), `license_events`, `license_uses`; and from the catalog `services` and
 //! `matters`. Both the API (`POST /v1/audit/sql`) and `paotui sql` use [`session`] and
@@ -29,7 +30,7 @@ use futures_util::StreamExt;
 use paotui_policies::catalog::Catalog;
 use paotui_policies::matters::MatterKind;
 use paotui_repository::Store;
-use paotui_repository::tables::{AuditTable, StoreTable, TABLES};
+use paotui_repository::tables::{StoreTable, TABLES};
 
 use crate::config::SqlConfig;
 use crate::{Error, Result};
@@ -58,8 +59,7 @@ pub async fn session(
         .map_err(|e| Error::Internal(format!("sql runtime: {e}")))?;
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
-    ctx.register_table("audit", Arc::new(AuditTable::new(store.clone())))
-        .map_err(|e| Error::Internal(format!("sql tables: {e}")))?;
+    crate::archive::register_audit(&ctx, store).await?;
     for spec in &TABLES {
         ctx.register_table(spec.name, Arc::new(StoreTable::new(store.clone(), spec)))
             .map_err(|e| Error::Internal(format!("sql tables: {e}")))?;

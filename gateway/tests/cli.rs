@@ -150,6 +150,26 @@ fn demo_exit_builds_walks_through_and_reuses_its_world() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("from must be a date YYYY-MM-DD"));
+    // `paotui archive`: the world's entries are all of today, so nothing before today;
+    // a day not yet closed is refused.
+    let archive = |before: &str| {
+        paotui()
+            .args(["archive", "--before", before, "--config"])
+            .arg(world.join("paotui.toml"))
+            .output()
+            .unwrap()
+    };
+    let today = chrono::Utc::now().date_naive();
+    let out = archive(&today.to_string());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to archive"));
+    let out = archive(&today.succ_opt().unwrap().to_string());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only closed days are archived"));
     let out = sql("DROP TABLE audit", "table");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -21,7 +21,7 @@ pub mod tables;
 mod tree;
 pub mod verify;
 
-pub use alerts::{NewAlert, StoredAlert};
+pub use alerts::{ArchiveRun, NewAlert, StoredAlert};
 pub use audit::{
     AuditEntry, ENTRY_FORMAT_V1, ENTRY_FORMAT_V2, NewAuditEntry, Outcome, PolicyDecision,
 };

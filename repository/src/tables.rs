@@ -185,6 +185,7 @@ pub struct AuditTable {
     store: Store,
     schema: SchemaRef,
     page: i64,
+    from: i64,
 }
 
 impl AuditTable {
@@ -193,6 +194,7 @@ impl AuditTable {
             store,
             schema: audit_schema(),
             page: PAGE,
+            from: 0,
         }
     }
 
@@ -200,6 +202,12 @@ impl AuditTable {
     /// exercised on a small log).
     pub fn with_page_size(mut self, rows: i64) -> Self {
         self.page = rows.max(1);
+        self
+    }
+
+    /// Only entries from index `idx` on (those before it are read from the archive).
+    pub fn starting_at(mut self, idx: i64) -> Self {
+        self.from = idx.max(0);
         self
     }
 }
@@ -244,7 +252,11 @@ impl TableProvider for AuditTable {
             store: self.store.clone(),
             schema: Arc::clone(&schema),
             columns,
-            ranges: Ranges::of(filters),
+            ranges: {
+                let mut r = Ranges::of(filters);
+                r.idx.0 = r.idx.0.max(self.from);
+                r
+            },
             limit,
         };
         Ok(Arc::new(StreamingTableExec::try_new(

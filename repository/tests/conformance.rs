@@ -631,6 +631,39 @@ async fn alerts(store: &Store) {
     assert_eq!(store.alerts(false, 2).await.unwrap().len(), 2);
 }
 
+/// Archive runs are recorded only contiguously; the first index logged at a time.
+async fn archive_runs(store: &Store) {
+    use paotui_repository::{ArchiveRun, Error};
+    let run = |from, upto| ArchiveRun {
+        from_idx: from,
+        upto_idx: upto,
+        rows: upto - from,
+        dir: format!("/archive/run-{from}-{upto}"),
+        at_us: 1,
+    };
+    assert!(store.archives().await.unwrap().is_empty());
+    assert!(matches!(
+        store.record_archive(&run(5, 9)).await,
+        Err(Error::Conflict(_))
+    ));
+    store.record_archive(&run(0, 5)).await.unwrap();
+    assert!(matches!(
+        store.record_archive(&run(0, 7)).await,
+        Err(Error::Conflict(_))
+    ));
+    store.record_archive(&run(5, 9)).await.unwrap();
+    assert_eq!(store.archives().await.unwrap(), [run(0, 5), run(5, 9)]);
+    let all = store.audit_range(0, u64::MAX).await.unwrap();
+    let t = all[3].entry.at_us;
+    let first = all.iter().find(|e| e.entry.at_us >= t).unwrap().index as i64;
+    assert_eq!(store.audit_index_at(t).await.unwrap(), first);
+    assert_eq!(
+        store.audit_index_at(i64::MAX).await.unwrap(),
+        all.len() as i64,
+        "after the last entry: the log's length"
+    );
+}
+
 async fn run_all(store: &Store) {
     append_round_trip(store).await;
     concurrent_appends_are_dense(store).await;
@@ -639,6 +672,7 @@ async fn run_all(store: &Store) {
     audit_table(store).await;
     store_tables(store).await;
     alerts(store).await;
+    archive_runs(store).await;
 }
 
 #[tokio::test]
