@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod archives;
 mod audit;
 mod cache;
 mod cases;
@@ -21,7 +22,8 @@ pub mod tables;
 mod tree;
 pub mod verify;
 
-pub use alerts::{ArchiveRun, NewAlert, StoredAlert};
+pub use alerts::{NewAlert, StoredAlert};
+pub use archives::ArchiveRun;
 pub use audit::{
     AuditEntry, ENTRY_FORMAT_V1, ENTRY_FORMAT_V2, NewAuditEntry, Outcome, PolicyDecision,
 };

@@ -146,39 +146,19 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
         let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-        let limit = i64::from(limit);
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM audit_entries WHERE subject_hmac = ? AND idx < ? \
-                     ORDER BY idx DESC LIMIT ?"
-                );
-                sqlx::query(&sql)
-                    .bind(subject_hmac)
-                    .bind(before)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-                    .into_iter()
-                    .map(|r| decode(&r))
-                    .collect()
-            }
-            Backend::Postgres(p) => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM audit_entries WHERE subject_hmac = $1 AND idx < $2 \
-                     ORDER BY idx DESC LIMIT $3"
-                );
-                sqlx::query(&sql)
-                    .bind(subject_hmac)
-                    .bind(before)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-                    .into_iter()
-                    .map(|r| decode(&r))
-                    .collect()
-            }
-        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_entries WHERE subject_hmac = $1 AND idx < $2 \
+             ORDER BY idx DESC LIMIT $3"
+        );
+        on_pool!(self, p => sqlx::query(&sql)
+            .bind(subject_hmac)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(decode)
+            .collect())
     }
 
     /// One page of entries for a table scan, in index order: `idx` in `[idx_from, idx_to)`,
@@ -190,50 +170,24 @@ impl Store {
         at: (i64, i64),
         limit: i64,
     ) -> Result<Vec<AuditEntry>> {
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? \
-                     AND at_us >= ? AND at_us < ? ORDER BY idx LIMIT ?"
-                );
-                sqlx::query(&sql)
-                    .bind(idx.0)
-                    .bind(idx.1)
-                    .bind(at.0)
-                    .bind(at.1)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-                    .iter()
-                    .map(decode)
-                    .collect()
-            }
-            Backend::Postgres(p) => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 \
-                     AND at_us >= $3 AND at_us < $4 ORDER BY idx LIMIT $5"
-                );
-                sqlx::query(&sql)
-                    .bind(idx.0)
-                    .bind(idx.1)
-                    .bind(at.0)
-                    .bind(at.1)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-                    .iter()
-                    .map(decode)
-                    .collect()
-            }
-        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 \
+             AND at_us >= $3 AND at_us < $4 ORDER BY idx LIMIT $5"
+        );
+        on_pool!(self, p => sqlx::query(&sql)
+            .bind(idx.0)
+            .bind(idx.1)
+            .bind(at.0)
+            .bind(at.1)
+            .bind(limit)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(decode)
+            .collect())
     }
 
-    /// Whether the store is PostgreSQL (`$n` placeholders) rather than SQLite (`?`).
-    pub(crate) fn is_postgres(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
-    }
-
-    /// One page of a table scan: `sql` (built by [`crate::tables`] for this backend) is
+    /// One page of a table scan: `sql` (built by [`crate::tables`], `$n` placeholders) is
     /// bound with the key to start after, the time range and the page size; each row comes
     /// back as cells read as `reads` says (the key first).
     pub(crate) async fn scan_page(
@@ -244,28 +198,22 @@ impl Store {
         limit: i64,
         reads: &[Read],
     ) -> Result<Vec<Vec<Cell>>> {
-        macro_rules! page {
-            ($pool:expr) => {{
-                let q = sqlx::query(sql);
-                let q = match after {
-                    Cell::Int(v) => q.bind(*v),
-                    Cell::Text(t) => q.bind(t.clone()),
-                    Cell::Null => q.bind(Option::<i64>::None),
-                };
-                q.bind(time.0)
-                    .bind(time.1)
-                    .bind(limit)
-                    .fetch_all($pool)
-                    .await?
-                    .iter()
-                    .map(|r| cells(r, reads))
-                    .collect()
-            }};
-        }
-        match &self.backend {
-            Backend::Sqlite(p) => page!(p),
-            Backend::Postgres(p) => page!(p),
-        }
+        on_pool!(self, p => {
+            let q = sqlx::query(sql);
+            let q = match after {
+                Cell::Int(v) => q.bind(*v),
+                Cell::Text(t) => q.bind(t.clone()),
+                Cell::Null => q.bind(Option::<i64>::None),
+            };
+            q.bind(time.0)
+                .bind(time.1)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(|r| cells(r, reads))
+                .collect()
+        })
     }
 
     /// Entries with `from <= idx < to`, in index order.

@@ -579,16 +579,10 @@ impl TableSpec {
         ))
     }
 
-    /// The page query for this backend: key, projected columns; bound with the key to
-    /// start after, the time range and the page size.
-    fn page_sql(&self, columns: &[usize], postgres: bool) -> String {
-        let p = |n: usize| {
-            if postgres {
-                format!("${n}")
-            } else {
-                "?".to_owned()
-            }
-        };
+    /// The page query: key, projected columns; bound with the key to start after, the
+    /// time range and the page size (`$n` placeholders, which both backends take).
+    fn page_sql(&self, columns: &[usize]) -> String {
+        let p = |n: usize| format!("${n}");
         let mut select = vec![self.key.to_owned()];
         select.extend(
             columns
@@ -729,7 +723,7 @@ impl TableProvider for StoreTable {
         };
         let time = self.spec.time.unwrap_or("");
         let part = StorePartition {
-            sql: self.spec.page_sql(&columns, self.store.is_postgres()),
+            sql: self.spec.page_sql(&columns),
             reads: std::iter::once(self.spec.key_read)
                 .chain(
                     columns
