@@ -38,8 +38,9 @@ use crate::{Error, Result};
 /// The largest query text accepted.
 pub const MAX_SQL_BYTES: usize = 16 * 1024;
 
-/// The views defined over the tables, by name.
-const VIEWS: [(&str, &str); 1] = [("denials", "SELECT * FROM audit WHERE outcome = 'denied'")];
+/// The views defined over the tables, by name (public so a peer engine in the benches
+/// defines them from the same text).
+pub const VIEWS: [(&str, &str); 1] = [("denials", "SELECT * FROM audit WHERE outcome = 'denied'")];
 
 /// A session with the store's tables (and the catalog's, when given) registered, under
 /// the memory limit.
@@ -48,6 +49,18 @@ pub async fn session(
     catalog: Option<&Catalog>,
     limits: &SqlConfig,
 ) -> Result<SessionContext> {
+    let ctx = context(limits)?;
+    crate::archive::register_audit(&ctx, store).await?;
+    for spec in &TABLES {
+        ctx.register_table(spec.name, Arc::new(StoreTable::new(store.clone(), spec)))
+            .map_err(|e| Error::Internal(format!("sql tables: {e}")))?;
+    }
+    register_derived(&ctx, catalog).await?;
+    Ok(ctx)
+}
+
+/// An empty session under the memory limit, with `information_schema`.
+pub fn context(limits: &SqlConfig) -> Result<SessionContext> {
     // No spilling: a query over its memory limit fails instead of filling the disk of
     // the gateway's host with temporary files.
     let runtime = RuntimeEnvBuilder::new()
@@ -58,12 +71,12 @@ pub async fn session(
         .build_arc()
         .map_err(|e| Error::Internal(format!("sql runtime: {e}")))?;
     let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    crate::archive::register_audit(&ctx, store).await?;
-    for spec in &TABLES {
-        ctx.register_table(spec.name, Arc::new(StoreTable::new(store.clone(), spec)))
-            .map_err(|e| Error::Internal(format!("sql tables: {e}")))?;
-    }
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// Registers what is derived from the base tables: the catalog's tables (when given) and
+/// the [`VIEWS`]. The base tables (`audit`, [`TABLES`]) must be registered already.
+pub async fn register_derived(ctx: &SessionContext, catalog: Option<&Catalog>) -> Result<()> {
     if let Some(catalog) = catalog {
         for (name, batch) in catalog_tables(catalog)? {
             let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
@@ -81,12 +94,12 @@ pub async fn session(
         ctx.register_table(name, view)
             .map_err(|e| Error::Internal(format!("sql view {name}: {e}")))?;
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// The catalog as tables: `services` (id, owner, name, source, subject_kind) and `matters`
 /// (code, name, owner, kind, promised_days) — so figures can say whose service was called.
-fn catalog_tables(catalog: &Catalog) -> Result<Vec<(&'static str, RecordBatch)>> {
+pub fn catalog_tables(catalog: &Catalog) -> Result<Vec<(&'static str, RecordBatch)>> {
     use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
     let strings = |v: Vec<String>| -> ArrayRef { Arc::new(StringArray::from(v)) };
     let svc: Vec<_> = catalog.services.values().collect();

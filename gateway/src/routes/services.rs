@@ -269,7 +269,7 @@ fn minimise(service: &Service, plan: &FieldPlan, batch: &RecordBatch) -> Result<
 }
 
 /// Rows as JSON objects; nulls are written out, not dropped.
-pub(crate) fn json_rows(batch: &RecordBatch) -> Result<Vec<serde_json::Map<String, Value>>> {
+pub fn json_rows(batch: &RecordBatch) -> Result<Vec<serde_json::Map<String, Value>>> {
     if batch.num_rows() == 0 {
         return Ok(vec![]);
     }
