@@ -18,7 +18,6 @@
 //!
 //! PostgreSQL must be up (127.0.0.1, see the README) or its rows are left out.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,17 +105,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("paotui-bench")
-}
-
 /// An n-entry SQLite log: synthetic entries by SQL, then the tree built by the same
 /// backfill a log from before the tree gets. Reused when already there.
 async fn big_log(n: u64, key: Arc<GatewayKey>) -> Result<(Store, AuditLog), Error> {
-    let dir = target_dir();
+    let dir = paotui_benches::work_dir();
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("audit-{n}.db"));
     let url = format!("sqlite://{}", path.display());

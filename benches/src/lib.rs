@@ -1,10 +1,24 @@
 //! paotui-benches: criterion benches (`benches/`) for the hot paths and a governed query
-//! end to end. Figures and how to reproduce them are in `BENCHMARKS.md`.
+//! end to end, the supervision-SQL bench against DuckDB, and the load generator
+//! (`paotui-load`, [`load`]). Figures and how to reproduce them are in `BENCHMARKS.md`.
 //!
 //! This library holds what several benches share.
 #![forbid(unsafe_code)]
 
+pub mod load;
+
+use std::path::PathBuf;
+
 use sqlx::Connection;
+
+/// Where benches keep what they build once (big logs, generated worlds, a virtualenv):
+/// `$CARGO_TARGET_DIR/paotui-bench` (or `target/paotui-bench`).
+pub fn work_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("paotui-bench")
+}
 
 /// The multi-threaded runtime every bench drives its async work on (`None`, with a
 /// message, if it cannot start).
