@@ -223,7 +223,11 @@ fn bench(c: &mut Criterion) {
     let n: u64 = std::env::var("PAOTUI_BENCH_PROOF_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
+        .unwrap_or(if paotui_benches::quick_mode() {
+            10_000
+        } else {
+            10_000_000
+        });
     match rt.block_on(big_log(n, key.clone())) {
         Ok((store, log)) => {
             let root = rt.block_on(store.root_at(n));

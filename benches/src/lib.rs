@@ -20,6 +20,13 @@ pub fn work_dir() -> PathBuf {
         .join("paotui-bench")
 }
 
+/// Whether the bench was started in criterion's quick or test mode (`cargo bench --
+/// --test`, as CI does): benches that build big worlds build small ones instead, so the
+/// run proves they still work without taking the full bench's time.
+pub fn quick_mode() -> bool {
+    std::env::args().any(|a| a == "--test" || a == "--quick")
+}
+
 /// The multi-threaded runtime every bench drives its async work on (`None`, with a
 /// message, if it cannot start).
 pub fn runtime() -> Option<tokio::runtime::Runtime> {
