@@ -52,27 +52,8 @@ struct Bare {
     pool: Pool,
 }
 
-/// A column as JSON: text, integer, real or null, as paotui's adapters give them.
-fn cell<'r, R>(row: &'r R, i: usize) -> Value
-where
-    R: Row,
-    usize: sqlx::ColumnIndex<R>,
-    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-        return v.map_or(Value::Null, Value::String);
-    }
-    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-        return v.map_or(Value::Null, Value::from);
-    }
-    row.try_get::<Option<f64>, _>(i)
-        .ok()
-        .flatten()
-        .map_or(Value::Null, Value::from)
-}
-
+/// A row's requested columns as JSON: text, integer, real or null, as paotui's adapters
+/// give them.
 fn object<'r, R>(row: &'r R, fields: &[String]) -> Map<String, Value>
 where
     R: Row,
@@ -81,10 +62,22 @@ where
     Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
+    let cell = |i: usize| -> Value {
+        if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+            return v.map_or(Value::Null, Value::String);
+        }
+        if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+            return v.map_or(Value::Null, Value::from);
+        }
+        row.try_get::<Option<f64>, _>(i)
+            .ok()
+            .flatten()
+            .map_or(Value::Null, Value::from)
+    };
     let mut out = Map::new();
     for (i, c) in row.columns().iter().enumerate() {
         if fields.iter().any(|f| f == c.name()) {
-            out.insert(c.name().to_owned(), cell(row, i));
+            out.insert(c.name().to_owned(), cell(i));
         }
     }
     out
