@@ -375,6 +375,9 @@ fn bench(c: &mut Criterion) {
     }
     let app = match rt.block_on(TestApp::spawn_with(|cfg| {
         cfg.catalog = cat.clone();
+        // This group measures the adapter under the gateway; binding each lookup to a
+        // case is the governed_query bench's subject, so it is off here.
+        cfg.policy.purpose_binding = paotui_gateway::config::PurposeBinding::Off;
         for a in &adapters {
             cfg.sources
                 .insert(format!("bench_{}", a.name), a.config.clone());
