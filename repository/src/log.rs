@@ -136,6 +136,10 @@ impl AuditLog {
         // Also refuses a bad origin before anything else is done.
         let verifier_key = NoteSigner::new(&opts.origin, &key)?.verifier_key();
         let size = backfill(&store).await?;
+        let added = store.catch_up_subject_blocks(size).await?;
+        if added > 0 {
+            tracing::info!(blocks = added, "subject lookup caught up with the log");
+        }
         let frontier = store.frontier(size).await?;
         let first = sign(&key, &opts.origin, size, frontier.root())?;
         let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 4);

@@ -146,9 +146,21 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
         let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        // The indexed blocks, one key seek per block (the recursive CTE counts them down,
+        // newest first), plus the tail the next block-completing append will index.
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_entries WHERE subject_hmac = $1 AND idx < $2 \
-             ORDER BY idx DESC LIMIT $3"
+            "WITH RECURSIVE b(n) AS ( \
+               SELECT blocks - 1 FROM audit_subject_blocks WHERE id = 0 AND blocks > 0 \
+               UNION ALL SELECT n - 1 FROM b WHERE n > 0) \
+             SELECT {COLUMNS} FROM audit_entries WHERE idx IN ( \
+               SELECT s.idx FROM b JOIN audit_subjects s \
+                 ON s.block = b.n AND s.subject_hmac = $1 \
+               UNION ALL \
+               SELECT idx FROM audit_entries \
+                 WHERE idx >= (SELECT blocks * {block} FROM audit_subject_blocks WHERE id = 0) \
+                   AND subject_hmac = $1) \
+             AND idx < $2 ORDER BY idx DESC LIMIT $3",
+            block = crate::tree::SUBJECT_BLOCK
         );
         on_pool!(self, p => sqlx::query(&sql)
             .bind(subject_hmac)

@@ -83,6 +83,39 @@ macro_rules! insert_nodes {
     };
 }
 
+/// Entries per block of the subject lookup table `audit_subjects` (migration 0009).
+pub(crate) const SUBJECT_BLOCK: i64 = 16_384;
+
+/// Adds to `audit_subjects` every complete block of entries below `$end` that it lacks,
+/// in the transaction `$tx`. One `INSERT … SELECT` per block, in key order, so the block's
+/// rows land on consecutive pages instead of one random index page per entry.
+macro_rules! index_subject_blocks {
+    ($tx:ident, $end:expr) => {{
+        let done: i64 = sqlx::query_scalar("SELECT blocks FROM audit_subject_blocks WHERE id = 0")
+            .fetch_one(&mut *$tx)
+            .await?;
+        let full: i64 = $end / SUBJECT_BLOCK;
+        for block in done..full {
+            sqlx::query(&format!(
+                "INSERT INTO audit_subjects (block, subject_hmac, idx) \
+                 SELECT idx / {SUBJECT_BLOCK}, subject_hmac, idx FROM audit_entries \
+                 WHERE idx >= $1 AND idx < $2 AND subject_hmac IS NOT NULL \
+                 ORDER BY subject_hmac, idx"
+            ))
+            .bind(block * SUBJECT_BLOCK)
+            .bind((block + 1) * SUBJECT_BLOCK)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        if full > done {
+            sqlx::query("UPDATE audit_subject_blocks SET blocks = $1 WHERE id = 0")
+                .bind(full)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
 /// The perfect subtrees a proof's leaf ranges are made of, and how to fold their hashes
 /// back into one hash per range.
 pub(crate) struct ProofParts {
@@ -314,6 +347,11 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
+            // Only the batch that completes a block writes it (catch-up is done at open).
+            let end_i = first_i + to_i64(entries.len() as u64)?;
+            if end_i / SUBJECT_BLOCK > first_i / SUBJECT_BLOCK {
+                index_subject_blocks!(tx, end_i);
+            }
             insert_nodes!(tx, DB, nodes);
             if let Some(cp) = checkpoint {
                 let mut q = QueryBuilder::<DB>::new(
@@ -327,6 +365,26 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Indexes, one transaction per block, the complete blocks of entries below `size`
+    /// that `audit_subjects` lacks (a log written before migration 0009 or by bulk
+    /// insert). Returns how many blocks were added.
+    pub(crate) async fn catch_up_subject_blocks(&self, size: u64) -> Result<i64> {
+        let end = to_i64(size)?;
+        let done: i64 = on_pool!(self, p => sqlx::query_scalar(
+            "SELECT blocks FROM audit_subject_blocks WHERE id = 0"
+        )
+        .fetch_one(p)
+        .await?);
+        for block in done..end / SUBJECT_BLOCK {
+            on_pool!(self, p => {
+                let mut tx = p.begin().await?;
+                index_subject_blocks!(tx, (block + 1) * SUBJECT_BLOCK);
+                tx.commit().await?;
+            });
+        }
+        Ok((end / SUBJECT_BLOCK - done).max(0))
     }
 
     /// Writes tree nodes on their own (building the tree of a log that predates it).
