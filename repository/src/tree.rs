@@ -86,15 +86,17 @@ macro_rules! insert_nodes {
 /// Entries per block of the subject lookup table `audit_subjects` (migration 0009).
 pub(crate) const SUBJECT_BLOCK: i64 = 16_384;
 
-/// Adds to `audit_subjects` every complete block of entries below `$end` that it lacks,
-/// in the transaction `$tx`. One `INSERT … SELECT` per block, in key order, so the block's
-/// rows land on consecutive pages instead of one random index page per entry.
+/// Adds to `audit_subjects`, in the transaction `$tx`, the complete blocks of entries
+/// below `$end` that it lacks, at most `$max` of them; evaluates to how many it added.
+/// One `INSERT … SELECT` per block, in key order, so the block's rows land on consecutive
+/// pages instead of one random index page per entry. The count of indexed blocks is read
+/// inside the transaction, so two writers never index the same block.
 macro_rules! index_subject_blocks {
-    ($tx:ident, $end:expr) => {{
+    ($tx:ident, $end:expr, $max:expr) => {{
         let done: i64 = sqlx::query_scalar("SELECT blocks FROM audit_subject_blocks WHERE id = 0")
             .fetch_one(&mut *$tx)
             .await?;
-        let full: i64 = $end / SUBJECT_BLOCK;
+        let full: i64 = ($end / SUBJECT_BLOCK).min(done.saturating_add($max));
         for block in done..full {
             sqlx::query(&format!(
                 "INSERT INTO audit_subjects (block, subject_hmac, idx) \
@@ -113,6 +115,7 @@ macro_rules! index_subject_blocks {
                 .execute(&mut *$tx)
                 .await?;
         }
+        (full - done).max(0)
     }};
 }
 
@@ -350,7 +353,7 @@ impl Store {
             // Only the batch that completes a block writes it (catch-up is done at open).
             let end_i = first_i + to_i64(entries.len() as u64)?;
             if end_i / SUBJECT_BLOCK > first_i / SUBJECT_BLOCK {
-                index_subject_blocks!(tx, end_i);
+                let _ = index_subject_blocks!(tx, end_i, i64::MAX);
             }
             insert_nodes!(tx, DB, nodes);
             if let Some(cp) = checkpoint {
@@ -372,19 +375,19 @@ impl Store {
     /// insert). Returns how many blocks were added.
     pub(crate) async fn catch_up_subject_blocks(&self, size: u64) -> Result<i64> {
         let end = to_i64(size)?;
-        let done: i64 = on_pool!(self, p => sqlx::query_scalar(
-            "SELECT blocks FROM audit_subject_blocks WHERE id = 0"
-        )
-        .fetch_one(p)
-        .await?);
-        for block in done..end / SUBJECT_BLOCK {
-            on_pool!(self, p => {
+        let mut total = 0;
+        loop {
+            let added: i64 = on_pool!(self, p => {
                 let mut tx = p.begin().await?;
-                index_subject_blocks!(tx, (block + 1) * SUBJECT_BLOCK);
+                let added = index_subject_blocks!(tx, end, 1);
                 tx.commit().await?;
+                added
             });
+            if added == 0 {
+                return Ok(total);
+            }
+            total += added;
         }
-        Ok((end / SUBJECT_BLOCK - done).max(0))
     }
 
     /// Writes tree nodes on their own (building the tree of a log that predates it).
