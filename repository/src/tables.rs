@@ -16,14 +16,20 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, ScalarValue, project_schema};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
 };
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
+};
 
 use crate::{AuditEntry, Store};
 
@@ -247,26 +253,115 @@ impl TableProvider for AuditTable {
             Some(p) => p.clone(),
             None => (0..AUDIT_COLUMNS.len()).collect(),
         };
+        let ranges = {
+            let mut r = Ranges::of(filters);
+            r.idx.0 = r.idx.0.max(self.from);
+            r
+        };
+        // The log's end is one primary-key seek; the entries in the index range are an
+        // upper bound of what the scan returns (its time range may keep fewer).
+        let end = self
+            .store
+            .next_index()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let end = i64::try_from(end).unwrap_or(i64::MAX).min(ranges.idx.1);
+        let rows = usize::try_from(end.saturating_sub(ranges.idx.0)).unwrap_or(0);
+        let rows = limit.map_or(rows, |l| rows.min(l));
         let part = AuditPartition {
             page: self.page,
             store: self.store.clone(),
             schema: Arc::clone(&schema),
             columns,
-            ranges: {
-                let mut r = Ranges::of(filters);
-                r.idx.0 = r.idx.0.max(self.from);
-                r
-            },
+            ranges,
             limit,
         };
-        Ok(Arc::new(StreamingTableExec::try_new(
-            schema,
+        let scan = StreamingTableExec::try_new(
+            Arc::clone(&schema),
             vec![Arc::new(part)],
             None,
             [],
             false,
             limit,
-        )?))
+        )?;
+        Ok(Arc::new(EstimatedRows {
+            inner: Arc::new(scan),
+            rows,
+        }))
+    }
+}
+
+/// A store scan with an estimate of its row count. DataFusion's join planning puts the
+/// smaller input on the hash table's side only when both inputs have a row count; a scan
+/// without one (as `StreamingTableExec` is) keeps the order the query was written in, so
+/// `audit JOIN cases` hashed the whole log instead of the cases. The estimate is
+/// `Inexact`: it steers plans, never answers.
+#[derive(Debug)]
+struct EstimatedRows {
+    inner: Arc<dyn ExecutionPlan>,
+    rows: usize,
+}
+
+impl DisplayAs for EstimatedRows {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "EstimatedRows: rows~{}, ", self.rows)?;
+        self.inner.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for EstimatedRows {
+    fn name(&self) -> &'static str {
+        "EstimatedRows"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.inner.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::common::Result<TreeNodeRecursion>,
+    ) -> datafusion::common::Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "a store scan has no children to replace".into(),
+            ))
+        }
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.inner.fetch()
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> datafusion::common::Result<SendableRecordBatchStream> {
+        self.inner.execute(partition, context)
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _inputs: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> datafusion::common::Result<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.inner.schema());
+        stats.num_rows = Precision::Inexact(self.rows);
+        Ok(Arc::new(stats))
     }
 }
 
