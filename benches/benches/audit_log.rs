@@ -14,6 +14,8 @@
 //!   `random_cache_miss`: a random entry of the whole log through a log whose cache holds
 //!   8 tiles, so each proof reads the nodes it misses from the store (and caches them); `random_nodes_from_store`: `Store::inclusion_proof`, one query for exactly the
 //!   proof's nodes (what `paotui audit proof` does).
+//! - `subject_lookup/page_of_50/<n>`: "who read my data" on the same n-entry log: the
+//!   newest page of a random subject (see `subject_lookups`).
 //! - `verify/<n>`: `paotui audit verify`'s work over an n-entry log. Throughput is entries.
 //!
 //! PostgreSQL must be up (127.0.0.1, see the README) or its rows are left out.
@@ -316,6 +318,7 @@ fn bench(c: &mut Criterion) {
                 Err(e) => eprintln!("whole-tree cache left out: {e}"),
             }
             g.finish();
+            subject_lookups(c, &rt, &mut rng, &store, n);
             rt.block_on(store.close());
         }
         Err(e) => eprintln!("big log left out: {e}"),
@@ -355,6 +358,44 @@ fn bench(c: &mut Criterion) {
         }
         Err(e) => eprintln!("verify left out: {e}"),
     }
+}
+
+/// "Who read my data" on the big log: the newest page (up to 50) of a random entry's
+/// subject, read through the subject blocks (one key seek per indexed block of 16,384
+/// entries) and a scan of the not yet indexed tail. Each synthetic entry has a subject of
+/// its own, so the answer is that one entry: checked once before timing.
+fn subject_lookups(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    rng: &mut SmallRng,
+    store: &Store,
+    n: u64,
+) {
+    // As `big_log` writes them: printf('%064x', i * 7).
+    let subject = |i: u64| format!("{:064x}", i * 7);
+    let i = rng.gen_range(0..n);
+    match rt.block_on(store.audit_of_subject(&subject(i), None, 50)) {
+        Ok(found) if found.iter().map(|e| e.index).eq([i]) => {}
+        Ok(found) => eprintln!(
+            "subject lookup of entry {i} answered entries {:?}",
+            found.iter().map(|e| e.index).collect::<Vec<_>>()
+        ),
+        Err(e) => eprintln!("subject lookup failed: {e}"),
+    }
+    let mut g = c.benchmark_group("subject_lookup");
+    g.bench_function(BenchmarkId::new("page_of_50", n), |b| {
+        b.iter_custom(|iters| {
+            let subjects: Vec<String> = (0..iters).map(|_| subject(rng.gen_range(0..n))).collect();
+            rt.block_on(async {
+                let t = Instant::now();
+                for s in &subjects {
+                    let _ = std::hint::black_box(store.audit_of_subject(s, None, 50).await);
+                }
+                t.elapsed()
+            })
+        })
+    });
+    g.finish();
 }
 
 /// Times `f` on random entries of `range` (the tree size is `range.end`).

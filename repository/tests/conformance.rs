@@ -491,6 +491,79 @@ async fn audit_table(store: &Store) {
         );
         assert_eq!(ints(&ctx, "SELECT idx FROM audit LIMIT 4").await.len(), 4);
     }
+    join_hashes_the_smaller_side(store, all.len()).await;
+}
+
+/// The live `audit` scan carries a row estimate, so a join with a smaller table hashes
+/// the smaller table even when the query names `audit` first (without an estimate
+/// DataFusion keeps the written order and hashes the whole log).
+async fn join_hashes_the_smaller_side(store: &Store, entries: usize) {
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_plan::joins::HashJoinExec;
+    use datafusion::physical_plan::{ExecutionPlan, StatisticsArgs, StatisticsContext};
+    use paotui_repository::tables::AuditTable;
+
+    // Thresholds of zero: neither side is small enough to be collected whole on their
+    // word, so the build side is chosen by comparing the two inputs' row counts (what a
+    // join of the log with a table of a million cases goes through).
+    let config = datafusion::prelude::SessionConfig::new()
+        .with_target_partitions(2)
+        .set_usize("datafusion.optimizer.hash_join_single_partition_threshold", 0)
+        .set_usize(
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            0,
+        );
+    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+    ctx.register_table("audit", Arc::new(AuditTable::new(store.clone())))
+        .unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("i", DataType::Int64, false)]));
+    let small =
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+    ctx.register_table(
+        "small",
+        Arc::new(MemTable::try_new(schema, vec![vec![small]]).unwrap()),
+    )
+    .unwrap();
+
+    let scan = ctx
+        .sql("SELECT idx FROM audit WHERE idx >= 3")
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let stats = StatisticsContext::new()
+        .compute(scan.as_ref(), &StatisticsArgs::new())
+        .unwrap();
+    assert_eq!(stats.num_rows.get_value(), Some(&(entries - 3)));
+
+    let plan = ctx
+        .sql("SELECT a.idx FROM audit a JOIN small s ON a.idx = s.i")
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    fn find_join(p: &Arc<dyn ExecutionPlan>) -> Option<&HashJoinExec> {
+        p.downcast_ref::<HashJoinExec>()
+            .or_else(|| p.children().into_iter().find_map(find_join))
+    }
+    let join = find_join(&plan).expect("a hash join");
+    assert!(
+        join.left().schema().field_with_name("i").is_ok(),
+        "the hash table side should be `small`: {}",
+        datafusion::physical_plan::displayable(plan.as_ref()).indent(false)
+    );
+    assert_eq!(
+        ints(
+            &ctx,
+            "SELECT a.idx FROM audit a JOIN small s ON a.idx = s.i ORDER BY 1"
+        )
+        .await,
+        [1, 2]
+    );
 }
 
 /// Strings of the first column of a query's answer.
@@ -797,6 +870,16 @@ async fn postgres_subject_lookup() {
     };
     let store = Store::open(&url).await.unwrap();
     subject_lookup_across_blocks(&store).await;
+    // The block that the crossing append completed is in the lookup table, whole.
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    let n: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT blocks FROM audit_subject_blocks), (SELECT COUNT(*) FROM audit_subjects)",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+    assert_eq!(n, (1, 16_384));
     db.drop_db(store).await;
 }
 
