@@ -510,7 +510,10 @@ async fn join_hashes_the_smaller_side(store: &Store, entries: usize) {
     // join of the log with a table of a million cases goes through).
     let config = datafusion::prelude::SessionConfig::new()
         .with_target_partitions(2)
-        .set_usize("datafusion.optimizer.hash_join_single_partition_threshold", 0)
+        .set_usize(
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            0,
+        )
         .set_usize(
             "datafusion.optimizer.hash_join_single_partition_threshold_rows",
             0,
@@ -825,6 +828,10 @@ async fn subject_lookup_across_blocks(store: &Store) -> AuditLog {
     log
 }
 
+/// The subject lookup's block count and its rows, as stored.
+const SUBJECT_BLOCKS: &str =
+    "SELECT (SELECT blocks FROM audit_subject_blocks), (SELECT COUNT(*) FROM audit_subjects)";
+
 #[tokio::test]
 async fn sqlite_subject_lookup() {
     let dir = tempfile::tempdir().unwrap();
@@ -833,12 +840,10 @@ async fn sqlite_subject_lookup() {
     subject_lookup_across_blocks(&store).await;
     let blocks = |url: String| async move {
         let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let n: (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT blocks FROM audit_subject_blocks), (SELECT COUNT(*) FROM audit_subjects)",
-        )
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
+        let n: (i64, i64) = sqlx::query_as(SUBJECT_BLOCKS)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
         n
     };
     assert_eq!(blocks(url.clone()).await, (1, 16_384));
@@ -872,12 +877,10 @@ async fn postgres_subject_lookup() {
     subject_lookup_across_blocks(&store).await;
     // The block that the crossing append completed is in the lookup table, whole.
     let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-    let n: (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT blocks FROM audit_subject_blocks), (SELECT COUNT(*) FROM audit_subjects)",
-    )
-    .fetch_one(&mut c)
-    .await
-    .unwrap();
+    let n: (i64, i64) = sqlx::query_as(SUBJECT_BLOCKS)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
     c.close().await.unwrap();
     assert_eq!(n, (1, 16_384));
     db.drop_db(store).await;
