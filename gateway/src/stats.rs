@@ -213,8 +213,8 @@ impl Filters {
             "action = 'service.query'".to_owned(),
             "outcome = 'ok'".into(),
         ];
-        calls.extend(period("\"at\""));
         let mut denied = period("\"at\"");
+        calls.extend(denied.iter().cloned());
         if let Some(dept) = &self.dept {
             calls.push(format!("caller_dept = '{dept}'"));
             denied.push(format!("caller_dept = '{dept}'"));
@@ -486,6 +486,20 @@ mod tests {
             1
         );
         assert_eq!(one(figure_rows(&store, "on_time", &ga).await)["on_time"], 0);
+        // The department filter on calls and denials is the caller's: every request of
+        // this world came from SC.
+        let nov_sc =
+            Filters::parse(Some("2026-11-01"), Some("2026-11-30"), Some("SC"), None).unwrap();
+        let nov_ga =
+            Filters::parse(Some("2026-11-01"), Some("2026-11-30"), Some("GA"), None).unwrap();
+        assert_eq!(
+            figure_rows(&store, "calls", &nov_sc).await,
+            figure_rows(&store, "calls", &nov).await
+        );
+        assert_eq!(figure_rows(&store, "calls", &nov_sc).await.len(), 2);
+        assert!(figure_rows(&store, "calls", &nov_ga).await.is_empty());
+        assert_eq!(figure_rows(&store, "denials", &nov_sc).await.len(), 1);
+        assert!(figure_rows(&store, "denials", &nov_ga).await.is_empty());
         let sc_site = Filters::parse(None, Some("2026-11-30"), None, Some("SC")).unwrap();
         assert_eq!(
             one(figure_rows(&store, "cases", &sc_site).await),
