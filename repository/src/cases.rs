@@ -122,56 +122,58 @@ impl Store {
 
     /// A case (with its parties) and its matters, or `None`.
     pub async fn case(&self, id: &str) -> Result<Option<(StoredCase, Vec<CaseMatter>)>> {
-        let sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1");
-        let msql =
-            "SELECT matter, owner, deadline FROM case_matters WHERE case_id = $1 ORDER BY matter";
+        // One statement for the case, its parties and its matters: every governed read
+        // loads its case, and with sqlx's SQLite driver each statement is a round trip to
+        // the connection's worker thread (issue G's profile). `part` tells the rows apart;
+        // columns a part lacks are NULL.
+        const SQL: &str = "\
+            SELECT 'case' AS part, id AS a, applicant_hmac AS b, applicant_kind AS c, \
+              site_dept AS d, site_system AS e, operator AS f, status AS g, accepted_on AS h, \
+              accepted_at_us AS accepted, closed_at_us AS closed \
+            FROM cases WHERE id = $1 \
+            UNION ALL SELECT 'party', role, subject_hmac, subject_kind, NULL, NULL, NULL, NULL, \
+              NULL, NULL, NULL FROM case_parties WHERE case_id = $1 \
+            UNION ALL SELECT 'matter', matter, owner, deadline, NULL, NULL, NULL, NULL, \
+              NULL, NULL, NULL FROM case_matters WHERE case_id = $1 \
+            ORDER BY part, a, b";
         on_pool!(self, p => {
-            let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(p).await? else {
-                return Ok(None);
-            };
-            let parties = sqlx::query(
-                "SELECT role, subject_hmac, subject_kind FROM case_parties WHERE case_id = $1 \
-                 ORDER BY role, subject_hmac",
-            )
-            .bind(id)
-            .fetch_all(p)
-            .await?
-            .iter()
-            .map(|r| -> Result<CaseParty> {
-                Ok(CaseParty {
-                    role: r.try_get("role")?,
-                    subject_hmac: r.try_get("subject_hmac")?,
-                    subject_kind: r.try_get("subject_kind")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-            let c = StoredCase {
-                id: row.try_get("id")?,
-                applicant_hmac: row.try_get("applicant_hmac")?,
-                applicant_kind: row.try_get("applicant_kind")?,
-                site_dept: row.try_get("site_dept")?,
-                site_system: row.try_get("site_system")?,
-                operator: row.try_get("operator")?,
-                status: row.try_get("status")?,
-                accepted_at_us: row.try_get("accepted_at_us")?,
-                accepted_on: row.try_get("accepted_on")?,
-                closed_at_us: row.try_get("closed_at_us")?,
-                parties,
-            };
-            let matters = sqlx::query(msql)
-                .bind(id)
-                .fetch_all(p)
-                .await?
-                .iter()
-                .map(|r| -> Result<CaseMatter> {
-                    Ok(CaseMatter {
-                        matter: r.try_get("matter")?,
-                        owner: r.try_get("owner")?,
-                        deadline: r.try_get("deadline")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Some((c, matters)))
+            let rows = sqlx::query(SQL).bind(id).fetch_all(p).await?;
+            let mut case = None;
+            let (mut parties, mut matters) = (Vec::new(), Vec::new());
+            for r in &rows {
+                let part: String = r.try_get("part")?;
+                match part.as_str() {
+                    "case" => {
+                        case = Some(StoredCase {
+                            id: r.try_get("a")?,
+                            applicant_hmac: r.try_get("b")?,
+                            applicant_kind: r.try_get("c")?,
+                            site_dept: r.try_get("d")?,
+                            site_system: r.try_get("e")?,
+                            operator: r.try_get("f")?,
+                            status: r.try_get("g")?,
+                            accepted_at_us: r.try_get("accepted")?,
+                            accepted_on: r.try_get("h")?,
+                            closed_at_us: r.try_get("closed")?,
+                            parties: Vec::new(),
+                        });
+                    }
+                    "party" => parties.push(CaseParty {
+                        role: r.try_get("a")?,
+                        subject_hmac: r.try_get("b")?,
+                        subject_kind: r.try_get("c")?,
+                    }),
+                    _ => matters.push(CaseMatter {
+                        matter: r.try_get("a")?,
+                        owner: r.try_get("b")?,
+                        deadline: r.try_get("c")?,
+                    }),
+                }
+            }
+            Ok(case.map(|mut c: StoredCase| {
+                c.parties = parties;
+                (c, matters)
+            }))
         })
     }
 
