@@ -90,9 +90,14 @@ pub static FIGURES: [Figure; 8] = [
         name: "calls",
         title: "数据调用 data-service calls by consumer and provider",
         definition: "Answered data-service queries made in the period, by the calling (consumer) department and the service's owning (provider) department.",
-        body: "SELECT a.caller_dept AS consumer, s.owner AS provider, count(*) AS calls \
-               FROM calls a JOIN services s ON a.service = s.id \
-               GROUP BY a.caller_dept, s.owner ORDER BY consumer, provider",
+        // Counted by (consumer, service) first and joined with the few services after:
+        // joining first hashed a service string and copied an owner string for every
+        // call, about a third of DataFusion's time over a 10M-entry archive.
+        body: "SELECT t.caller_dept AS consumer, s.owner AS provider, sum(t.n) AS calls \
+               FROM (SELECT caller_dept, service, count(*) AS n FROM calls \
+                 GROUP BY caller_dept, service) t \
+               JOIN services s ON t.service = s.id \
+               GROUP BY t.caller_dept, s.owner ORDER BY consumer, provider",
     },
     Figure {
         name: "denials",
