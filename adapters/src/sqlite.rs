@@ -1,47 +1,159 @@
-use std::path::Path;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
-use sqlx::{Column, Row, SqlitePool, TypeInfo};
+use paotui_policies::catalog::{ParamValue, positional};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::Semaphore;
 
-use crate::batch::{Cell, ColKind};
-use crate::source::SourceLimits;
-use crate::sqldb;
+use crate::batch::{Cell, ColKind, to_batch};
+use crate::source::{BoxFuture, DataSource, Rows, SourceLimits, with_timeout};
 use crate::{Error, Result};
+
+/// Connections open at once per source (and so blocking threads busy with it).
+const MAX_CONNECTIONS: usize = 4;
+
+/// How many SQLite VM steps run between deadline checks: a few microseconds of work.
+const PROGRESS_STEPS: i32 = 1_000;
 
 /// A department database in a SQLite file, opened read-only (`SQLITE_OPEN_READONLY` and
 /// `PRAGMA query_only`), so no catalog query can write to it whatever its SQL says.
+///
+/// It runs on `rusqlite` connections in tokio's blocking pool, one hand-off per query:
+/// sqlx's SQLite driver passes every command and every row between a worker thread and
+/// the caller, and those wake-ups were the largest share of a governed request's CPU
+/// (benches/BENCHMARKS.md, "Where the time goes").
 #[derive(Debug, Clone)]
 pub struct SqliteSource {
     name: String,
-    pool: SqlitePool,
+    inner: Arc<Inner>,
     limits: SourceLimits,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per connection; a query holds one until its blocking task ends, even
+    /// when the caller stopped waiting, so at most `MAX_CONNECTIONS` run at once.
+    permits: Arc<Semaphore>,
 }
 
 impl SqliteSource {
     pub async fn open(name: &str, path: &Path, limits: SourceLimits) -> Result<Self> {
-        let unavailable = |detail: String| Error::Unavailable {
-            source_name: name.to_owned(),
-            detail,
-        };
         if !path.exists() {
-            return Err(unavailable(format!("{} does not exist", path.display())));
+            return Err(Error::Unavailable {
+                source_name: name.to_owned(),
+                detail: format!("{} does not exist", path.display()),
+            });
         }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(|e| unavailable(e.to_string()))?
-            .read_only(true)
-            .pragma("query_only", "ON");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(limits.statement_timeout)
-            .connect_with(opts)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        Ok(SqliteSource {
+        let src = SqliteSource {
             name: name.to_owned(),
-            pool,
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            }),
             limits,
+        };
+        // A file that is not a database (or not readable) fails here, at start.
+        src.ping().await?;
+        Ok(src)
+    }
+
+    /// Runs `f` on a pooled connection in the blocking pool; SQLite interrupts the
+    /// statement at the deadline.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (name, limits) = (self.name.clone(), self.limits);
+        with_timeout(&self.name, self.limits, async move {
+            let permit = Arc::clone(&self.inner.permits)
+                .acquire_owned()
+                .await
+                .map_err(|e| unavailable(&name, e.to_string()))?;
+            let inner = Arc::clone(&self.inner);
+            let deadline = Instant::now() + limits.statement_timeout;
+            let task_name = name.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                let name = task_name;
+                let _permit = permit;
+                let conn = inner.take(limits).map_err(|e| classify(&name, limits, e))?;
+                conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
+                let out = f(&conn);
+                conn.progress_handler(0, None::<fn() -> bool>);
+                inner.give_back(conn);
+                out
+            });
+            task.await.map_err(|e| Error::Query {
+                source_name: name.clone(),
+                detail: format!("query task failed: {e}"),
+            })?
         })
+        .await
+    }
+}
+
+impl Inner {
+    /// An idle connection, or a new one while fewer than the permits are open.
+    fn take(&self, limits: SourceLimits) -> Result<Connection, rusqlite::Error> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.pragma_update(None, "query_only", "ON")?;
+                conn.busy_timeout(limits.statement_timeout)?;
+                Ok(conn)
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+    }
+}
+
+fn unavailable(name: &str, detail: String) -> Error {
+    Error::Unavailable {
+        source_name: name.to_owned(),
+        detail,
+    }
+}
+
+/// A file that cannot be opened or read → unavailable (503); the statement interrupted at
+/// its deadline → timeout (504); anything else → query failure.
+fn classify(name: &str, limits: SourceLimits, e: rusqlite::Error) -> Error {
+    let code = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
+    };
+    match code {
+        Some(ErrorCode::OperationInterrupted) => Error::Timeout {
+            source_name: name.to_owned(),
+            ms: u64::try_from(limits.statement_timeout.as_millis()).unwrap_or(u64::MAX),
+        },
+        Some(
+            ErrorCode::CannotOpen
+            | ErrorCode::NotADatabase
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DatabaseCorrupt
+            | ErrorCode::PermissionDenied
+            | ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked,
+        ) => unavailable(name, e.to_string()),
+        _ => Error::Query {
+            source_name: name.to_owned(),
+            detail: e.to_string(),
+        },
     }
 }
 
@@ -52,10 +164,15 @@ fn kind_of(declared: &str) -> ColKind {
         ColKind::Bool
     } else if t.contains("INT") {
         ColKind::Int
-    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+    } else if t.contains("REAL")
+        || t.contains("FLOA")
+        || t.contains("DOUB")
+        // SQLite has no decimal type: NUMERIC affinity stores a REAL (or a whole number
+        // as an INTEGER), so the exact decimal is already gone; it reads as a float.
+        || t.contains("DEC")
+        || t.contains("NUMERIC")
+    {
         ColKind::Float
-    } else if t.contains("DEC") || t.contains("NUMERIC") {
-        ColKind::Decimal
     } else if t == "DATE" {
         ColKind::Date
     } else if t.contains("DATETIME") || t.contains("TIMESTAMP") {
@@ -67,49 +184,144 @@ fn kind_of(declared: &str) -> ColKind {
     }
 }
 
-fn decode_cell(
-    row: &SqliteRow,
-    i: usize,
-    kind: &mut ColKind,
-    ty: &str,
-) -> Result<Cell, sqlx::Error> {
-    // `ty` is the value's storage class (sqlx names are upper case).
-    let storage = ty;
-    // Expressions (COUNT(*), CASE …) have no declared type: the first non-NULL value's
-    // storage class decides the column's kind.
-    let declared = row.column(i).type_info().name();
-    if *kind == ColKind::Text && matches!(declared, "" | "NULL") {
-        match storage {
-            "INTEGER" => *kind = ColKind::Int,
-            "REAL" => *kind = ColKind::Float,
-            "BLOB" => *kind = ColKind::Bytes,
+fn storage_class(v: ValueRef<'_>) -> &'static str {
+    match v {
+        ValueRef::Null => "NULL",
+        ValueRef::Integer(_) => "an integer",
+        ValueRef::Real(_) => "a real",
+        ValueRef::Text(_) => "text",
+        ValueRef::Blob(_) => "a blob",
+    }
+}
+
+/// Decodes one value of a column of `kind`. `untyped`: the column is an expression
+/// (COUNT(*), CASE …) with no declared type, so its first non-NULL value's storage class
+/// decides the kind.
+fn decode_cell(v: ValueRef<'_>, kind: &mut ColKind, untyped: bool) -> Result<Cell, String> {
+    if untyped && *kind == ColKind::Text {
+        match v {
+            ValueRef::Integer(_) => *kind = ColKind::Int,
+            ValueRef::Real(_) => *kind = ColKind::Float,
+            ValueRef::Blob(_) => *kind = ColKind::Bytes,
             _ => {}
         }
     }
-    let cell = match (*kind, storage) {
-        (ColKind::Decimal, "INTEGER") => Cell::Int(row.try_get(i)?),
-        (ColKind::Decimal, "REAL") => {
-            let f: f64 = row.try_get(i)?;
-            Cell::Decimal(
-                rust_decimal::Decimal::try_from(f).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            )
-        }
-        (ColKind::Decimal, _) => {
-            let s: String = row.try_get(i)?;
-            Cell::Decimal(s.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?)
-        }
-        (ColKind::Bool | ColKind::Int, _) => Cell::Int(row.try_get(i)?),
-        (ColKind::Float, _) => Cell::Float(row.try_get(i)?),
-        (ColKind::Bytes, _) => Cell::Bytes(row.try_get(i)?),
-        (ColKind::Text, "INTEGER") => Cell::Int(row.try_get(i)?),
-        (ColKind::Text, "REAL") => Cell::Float(row.try_get(i)?),
-        _ => Cell::Text(row.try_get(i)?),
+    let text = |t: &[u8]| {
+        std::str::from_utf8(t)
+            .map(str::to_owned)
+            .map_err(|e| format!("text is not UTF-8: {e}"))
     };
-    Ok(cell)
+    Ok(match (*kind, v) {
+        (_, ValueRef::Null) => Cell::Null,
+        // A whole number in a REAL or NUMERIC column may be stored as an integer; the
+        // batch makes it the column's type.
+        (ColKind::Bool | ColKind::Int | ColKind::Float | ColKind::Text, ValueRef::Integer(i)) => {
+            Cell::Int(i)
+        }
+        (ColKind::Float | ColKind::Text, ValueRef::Real(f)) => Cell::Float(f),
+        (ColKind::Bytes, ValueRef::Blob(b) | ValueRef::Text(b)) => Cell::Bytes(b.to_vec()),
+        (ColKind::Text | ColKind::Date | ColKind::Timestamp, ValueRef::Text(t)) => {
+            Cell::Text(text(t)?)
+        }
+        (k, other) => return Err(format!("a {k:?} column returned {}", storage_class(other))),
+    })
 }
 
-// No transaction: the connection itself cannot write.
-sqldb::sqlx_source!(SqliteSource, sqlx::Sqlite, SqliteRow, begin: None, placeholder: |_| "?".to_owned());
+/// Runs `sql` (`?` placeholders) with `params`, reading at most `limits.max_rows` rows.
+fn fetch(
+    conn: &Connection,
+    name: &str,
+    limits: SourceLimits,
+    sql: &str,
+    params: &[ParamValue],
+) -> Result<Fetched> {
+    let err = |e| classify(name, limits, e);
+    let mut stmt = conn.prepare_cached(sql).map_err(err)?;
+    if stmt.parameter_count() != params.len() {
+        return Err(err(rusqlite::Error::InvalidParameterCount(
+            params.len(),
+            stmt.parameter_count(),
+        )));
+    }
+    for (i, p) in params.iter().enumerate() {
+        match p {
+            ParamValue::Text(s) => stmt.raw_bind_parameter(i + 1, s),
+            ParamValue::Integer(n) => stmt.raw_bind_parameter(i + 1, n),
+        }
+        .map_err(err)?;
+    }
+    let columns = stmt.columns();
+    let names: Vec<String> = columns.iter().map(|c| c.name().to_owned()).collect();
+    let untyped: Vec<bool> = columns.iter().map(|c| c.decl_type().is_none()).collect();
+    let mut kinds: Vec<ColKind> = columns
+        .iter()
+        .map(|c| c.decl_type().map_or(ColKind::Text, kind_of))
+        .collect();
+    drop(columns);
+    let mut rows = Vec::new();
+    let mut truncated = false;
+    let mut cursor = stmt.raw_query();
+    while let Some(row) = cursor.next().map_err(err)? {
+        if rows.len() == limits.max_rows {
+            truncated = true;
+            break;
+        }
+        let mut cells = Vec::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter_mut().enumerate() {
+            let value = row.get_ref(i).map_err(err)?;
+            let cell = decode_cell(value, kind, untyped[i]).map_err(|detail| Error::Query {
+                source_name: name.to_owned(),
+                detail: format!("column {}: {detail}", names[i]),
+            })?;
+            cells.push(cell);
+        }
+        rows.push(cells);
+    }
+    Ok(Fetched {
+        names,
+        kinds,
+        rows,
+        truncated,
+    })
+}
+
+/// What [`fetch`] read, before it becomes an Arrow batch.
+struct Fetched {
+    names: Vec<String>,
+    kinds: Vec<ColKind>,
+    rows: Vec<Vec<Cell>>,
+    truncated: bool,
+}
+
+impl DataSource for SqliteSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn query<'a>(&'a self, sql: &'a str, params: &'a [ParamValue]) -> BoxFuture<'a, Result<Rows>> {
+        Box::pin(async move {
+            let sql = positional(sql, |_| "?".to_owned());
+            let params = params.to_vec();
+            let (name, limits) = (self.name.clone(), self.limits);
+            let f = self
+                .run(move |conn| fetch(conn, &name, limits, &sql, &params))
+                .await?;
+            Ok(Rows {
+                batch: to_batch(&self.name, &f.names, &f.kinds, &f.rows)?,
+                truncated: f.truncated,
+            })
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        let (name, limits) = (self.name.clone(), self.limits);
+        // Reads the schema page, so a file that is not a database fails here.
+        Box::pin(self.run(move |conn| {
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+                .map_err(|e| classify(&name, limits, e))
+        }))
+    }
+}
 
 #[cfg(test)]
 mod tests {

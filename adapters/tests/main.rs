@@ -4,3 +4,4 @@
 mod files;
 mod http;
 mod servers;
+mod sqlite;

@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// Why mimalloc: see its line in the workspace Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = paotui_gateway::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -65,6 +65,60 @@ const CASE_COLUMNS: &str = "id, applicant_hmac, applicant_kind, site_dept, site_
 const INSERT_CASE_EVENT: &str = "INSERT INTO case_events (case_id, at_us, event, by_dept, \
      by_system, operator, note) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
+/// One row of [`Store::case`]'s statement: `part` says which table it came from; `text`
+/// holds columns `a` to `h`.
+struct CaseRow {
+    part: String,
+    text: [Option<String>; 8],
+    accepted: Option<i64>,
+    closed: Option<i64>,
+}
+
+/// The case with its parties, and its matters, from [`CaseRow`]s.
+fn assemble_case(rows: Vec<CaseRow>) -> Result<Option<(StoredCase, Vec<CaseMatter>)>> {
+    let mut case = None;
+    let (mut parties, mut matters) = (Vec::new(), Vec::new());
+    for row in rows {
+        let [a, b, c, d, e, f, g, h] = row.text;
+        let need = |v: Option<String>, what: &str| {
+            v.ok_or_else(|| Error::Invalid(format!("stored case row without its {what}")))
+        };
+        match row.part.as_str() {
+            "case" => {
+                case = Some(StoredCase {
+                    id: need(a, "id")?,
+                    applicant_hmac: need(b, "applicant")?,
+                    applicant_kind: need(c, "applicant kind")?,
+                    site_dept: need(d, "site department")?,
+                    site_system: need(e, "site system")?,
+                    operator: f,
+                    status: need(g, "status")?,
+                    accepted_at_us: row
+                        .accepted
+                        .ok_or_else(|| Error::Invalid("stored case without its time".into()))?,
+                    accepted_on: need(h, "acceptance day")?,
+                    closed_at_us: row.closed,
+                    parties: Vec::new(),
+                });
+            }
+            "party" => parties.push(CaseParty {
+                role: need(a, "party role")?,
+                subject_hmac: need(b, "party subject")?,
+                subject_kind: need(c, "party kind")?,
+            }),
+            _ => matters.push(CaseMatter {
+                matter: need(a, "matter")?,
+                owner: need(b, "matter owner")?,
+                deadline: c,
+            }),
+        }
+    }
+    Ok(case.map(|mut c| {
+        c.parties = parties;
+        (c, matters)
+    }))
+}
+
 /// Case statuses after which nothing changes.
 pub const FINAL_CASE_STATUSES: [&str; 2] = ["completed", "rejected"];
 
@@ -136,45 +190,57 @@ impl Store {
             UNION ALL SELECT 'matter', matter, owner, deadline, NULL, NULL, NULL, NULL, \
               NULL, NULL, NULL FROM case_matters WHERE case_id = $1 \
             ORDER BY part, a, b";
-        on_pool!(self, p => {
-            let rows = sqlx::query(SQL).bind(id).fetch_all(p).await?;
-            let mut case = None;
-            let (mut parties, mut matters) = (Vec::new(), Vec::new());
-            for r in &rows {
-                let part: String = r.try_get("part")?;
-                match part.as_str() {
-                    "case" => {
-                        case = Some(StoredCase {
-                            id: r.try_get("a")?,
-                            applicant_hmac: r.try_get("b")?,
-                            applicant_kind: r.try_get("c")?,
-                            site_dept: r.try_get("d")?,
-                            site_system: r.try_get("e")?,
-                            operator: r.try_get("f")?,
-                            status: r.try_get("g")?,
-                            accepted_at_us: r.try_get("accepted")?,
-                            accepted_on: r.try_get("h")?,
-                            closed_at_us: r.try_get("closed")?,
-                            parties: Vec::new(),
-                        });
-                    }
-                    "party" => parties.push(CaseParty {
-                        role: r.try_get("a")?,
-                        subject_hmac: r.try_get("b")?,
-                        subject_kind: r.try_get("c")?,
-                    }),
-                    _ => matters.push(CaseMatter {
-                        matter: r.try_get("a")?,
-                        owner: r.try_get("b")?,
-                        deadline: r.try_get("c")?,
-                    }),
-                }
-            }
-            Ok(case.map(|mut c: StoredCase| {
-                c.parties = parties;
-                (c, matters)
-            }))
-        })
+        let rows = if let Some(readers) = &self.readers {
+            let id = id.to_owned();
+            readers
+                .run(move |c| {
+                    let mut stmt = c.prepare_cached(SQL)?;
+                    let rows = stmt.query_map([&id], |r| {
+                        Ok(CaseRow {
+                            part: r.get("part")?,
+                            text: [
+                                r.get("a")?,
+                                r.get("b")?,
+                                r.get("c")?,
+                                r.get("d")?,
+                                r.get("e")?,
+                                r.get("f")?,
+                                r.get("g")?,
+                                r.get("h")?,
+                            ],
+                            accepted: r.get("accepted")?,
+                            closed: r.get("closed")?,
+                        })
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?
+        } else {
+            on_pool!(self, p => sqlx::query(SQL)
+                .bind(id)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(|r| -> Result<CaseRow> {
+                    Ok(CaseRow {
+                        part: r.try_get("part")?,
+                        text: [
+                            r.try_get("a")?,
+                            r.try_get("b")?,
+                            r.try_get("c")?,
+                            r.try_get("d")?,
+                            r.try_get("e")?,
+                            r.try_get("f")?,
+                            r.try_get("g")?,
+                            r.try_get("h")?,
+                        ],
+                        accepted: r.try_get("accepted")?,
+                        closed: r.try_get("closed")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?)
+        };
+        assemble_case(rows)
     }
 
     /// Moves a case from `from` to `to` with its event, both or neither; closing statuses

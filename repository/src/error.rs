@@ -2,6 +2,9 @@
 pub enum Error {
     #[error("store: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the plain SQLite connections of [`crate::store::Readers`].
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store location {0:?} is neither a sqlite:// nor a postgres:// URL")]

@@ -1,4 +1,6 @@
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -46,6 +48,58 @@ pub(crate) enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) backend: Backend,
+    /// SQLite only: plain connections for the read every governed request makes.
+    pub(crate) readers: Option<Arc<Readers>>,
+}
+
+/// Idle reader connections kept open; more are opened while more reads run at once.
+const IDLE_READERS: usize = 8;
+
+/// Plain SQLite connections (rusqlite) for the reads on a governed request's path, each
+/// run in tokio's blocking pool: one hand-off per read, where sqlx's SQLite driver passes
+/// the command and then every row between its worker thread and the caller (the largest
+/// share of a governed request's CPU in benches/BENCHMARKS.md, "Where the time goes").
+/// WAL lets them read committed data beside the sqlx writer; `query_only` keeps them
+/// from writing.
+#[derive(Debug)]
+pub(crate) struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Readers {
+    pub(crate) async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let idle = me.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let conn = match idle {
+                Some(c) => c,
+                None => me.open()?,
+            };
+            let out = f(&conn);
+            let mut idle = me.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            Ok(out?)
+        })
+        .await
+        .map_err(|e| Error::Invalid(format!("store read did not finish: {e}")))?
+    }
+
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let c = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(Duration::from_secs(5))?;
+        c.pragma_update(None, "query_only", "ON")?;
+        Ok(c)
+    }
 }
 
 pub(crate) const COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_system, caller_serial, operator, \
@@ -56,6 +110,7 @@ impl Store {
     /// Opens (creating if needed) and migrates the store at `url`:
     /// `sqlite://path/to/store.db` or `postgres://…`.
     pub async fn open(url: &str) -> Result<Store> {
+        let mut readers = None;
         let backend = if let Some(path) = url.strip_prefix("sqlite://") {
             let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
                 .create_if_missing(true)
@@ -64,6 +119,7 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
+            let file = opts.get_filename().to_owned();
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 // An in-process connection cannot drop like a socket; the default ping
@@ -73,6 +129,14 @@ impl Store {
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            // A store in memory is its connections' own: other connections could not
+            // see it, so it reads through sqlx alone.
+            if file.is_file() {
+                readers = Some(Arc::new(Readers {
+                    path: file,
+                    idle: Mutex::new(Vec::new()),
+                }));
+            }
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
@@ -86,7 +150,7 @@ impl Store {
         } else {
             return Err(Error::BadUrl(url.to_owned()));
         };
-        Ok(Store { backend })
+        Ok(Store { backend, readers })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -106,6 +170,12 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(r) = &self.readers {
+            r.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
         match &self.backend {
             Backend::Sqlite(p) => p.close().await,
             Backend::Postgres(p) => p.close().await,

@@ -18,6 +18,10 @@ use paotui_policies::catalog::Catalog;
 use serde_json::{Map, Value, json};
 use sqlx::{Column, PgPool, Row, SqlitePool};
 
+// The gateway's allocator, so that the comparison measures governance, not malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "paotui-bare",
