@@ -74,6 +74,28 @@ struct CaseRow {
     closed: Option<i64>,
 }
 
+/// A [`CaseRow`] from row `$r`, read by name with its driver's getter `$get`
+/// (rusqlite's `get`, sqlx's `try_get`).
+macro_rules! case_row {
+    ($r:ident, $get:ident) => {
+        CaseRow {
+            part: $r.$get("part")?,
+            text: [
+                $r.$get("a")?,
+                $r.$get("b")?,
+                $r.$get("c")?,
+                $r.$get("d")?,
+                $r.$get("e")?,
+                $r.$get("f")?,
+                $r.$get("g")?,
+                $r.$get("h")?,
+            ],
+            accepted: $r.$get("accepted")?,
+            closed: $r.$get("closed")?,
+        }
+    };
+}
+
 /// The case with its parties, and its matters, from [`CaseRow`]s.
 fn assemble_case(rows: Vec<CaseRow>) -> Result<Option<(StoredCase, Vec<CaseMatter>)>> {
     let mut case = None;
@@ -195,23 +217,7 @@ impl Store {
             readers
                 .run(move |c| {
                     let mut stmt = c.prepare_cached(SQL)?;
-                    let rows = stmt.query_map([&id], |r| {
-                        Ok(CaseRow {
-                            part: r.get("part")?,
-                            text: [
-                                r.get("a")?,
-                                r.get("b")?,
-                                r.get("c")?,
-                                r.get("d")?,
-                                r.get("e")?,
-                                r.get("f")?,
-                                r.get("g")?,
-                                r.get("h")?,
-                            ],
-                            accepted: r.get("accepted")?,
-                            closed: r.get("closed")?,
-                        })
-                    })?;
+                    let rows = stmt.query_map([&id], |r| Ok(case_row!(r, get)))?;
                     rows.collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .await?
@@ -221,23 +227,7 @@ impl Store {
                 .fetch_all(p)
                 .await?
                 .iter()
-                .map(|r| -> Result<CaseRow> {
-                    Ok(CaseRow {
-                        part: r.try_get("part")?,
-                        text: [
-                            r.try_get("a")?,
-                            r.try_get("b")?,
-                            r.try_get("c")?,
-                            r.try_get("d")?,
-                            r.try_get("e")?,
-                            r.try_get("f")?,
-                            r.try_get("g")?,
-                            r.try_get("h")?,
-                        ],
-                        accepted: r.try_get("accepted")?,
-                        closed: r.try_get("closed")?,
-                    })
-                })
+                .map(|r| -> Result<CaseRow> { Ok(case_row!(r, try_get)) })
                 .collect::<Result<Vec<_>>>()?)
         };
         assemble_case(rows)

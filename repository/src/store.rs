@@ -6,6 +6,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
+use tokio::sync::Semaphore;
 
 use crate::audit::{AuditEntry, NewAuditEntry, Outcome, PolicyDecision};
 use crate::{Error, Result};
@@ -52,8 +53,10 @@ pub struct Store {
     pub(crate) readers: Option<Arc<Readers>>,
 }
 
-/// Idle reader connections kept open; more are opened while more reads run at once.
-const IDLE_READERS: usize = 8;
+/// Reader connections open at once, and so blocking threads busy with them: without a
+/// bound, 1,000 connections' requests each took a blocking thread (and its allocator
+/// heap) at once; a point read takes microseconds, so waiting for one of a few is cheap.
+const READERS: usize = 4;
 
 /// Plain SQLite connections (rusqlite) for the reads on a governed request's path, each
 /// run in tokio's blocking pool: one hand-off per read, where sqlx's SQLite driver passes
@@ -65,6 +68,8 @@ const IDLE_READERS: usize = 8;
 pub(crate) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
+    /// One per connection; the blocking task holds it until it is done.
+    permits: Arc<Semaphore>,
 }
 
 impl Readers {
@@ -72,18 +77,23 @@ impl Readers {
         self: &Arc<Self>,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Invalid(format!("store readers closed: {e}")))?;
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let idle = me.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
             let conn = match idle {
                 Some(c) => c,
                 None => me.open()?,
             };
             let out = f(&conn);
-            let mut idle = me.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() < IDLE_READERS {
-                idle.push(conn);
-            }
+            me.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(conn);
             Ok(out?)
         })
         .await
@@ -135,6 +145,7 @@ impl Store {
                 readers = Some(Arc::new(Readers {
                     path: file,
                     idle: Mutex::new(Vec::new()),
+                    permits: Arc::new(Semaphore::new(READERS)),
                 }));
             }
             Backend::Sqlite(pool)
