@@ -334,29 +334,31 @@ impl Sequencer {
                 }
             }
             let n = batch.len();
+            let (entries, waiters): (Vec<NewAuditEntry>, Vec<_>) =
+                batch.into_iter().map(|j| (j.entry, j.done)).unzip();
             let result = self
-                .commit(&batch)
+                .commit(entries.into())
                 .instrument(tracing::debug_span!("audit.commit", entries = n))
                 .await;
             match result {
                 Ok(first_index) => {
-                    for (i, job) in batch.into_iter().enumerate() {
+                    for (i, done) in waiters.into_iter().enumerate() {
                         // A waiter that went away (client hung up) needs no answer.
-                        let _ = job.done.send(Ok(first_index + i as u64));
+                        let _ = done.send(Ok(first_index + i as u64));
                     }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, entries = n, "audit batch not committed");
                     let msg = e.to_string();
-                    for job in batch {
-                        let _ = job.done.send(Err(msg.clone()));
+                    for done in waiters {
+                        let _ = done.send(Err(msg.clone()));
                     }
                 }
             }
         }
     }
 
-    async fn commit(&mut self, batch: &[Job]) -> Result<u64> {
+    async fn commit(&mut self, entries: Arc<[NewAuditEntry]>) -> Result<u64> {
         // Two tries: the second after reloading the edge when another node appended.
         for _ in 0..2 {
             if self.stale {
@@ -366,10 +368,11 @@ impl Sequencer {
             }
             let first = self.frontier.size();
             let mut f = self.frontier.clone();
-            let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(batch.len() * 2 + 64);
-            for j in batch {
-                f.push(j.entry.leaf_hash(), |id, h| nodes.push((id, *h)));
+            let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(entries.len() * 2 + 64);
+            for e in entries.iter() {
+                f.push(e.leaf_hash(), |id, h| nodes.push((id, *h)));
             }
+            let nodes: Arc<[(NodeId, Hash)]> = nodes.into();
             let signed = sign(&self.key, &self.opts.origin, f.size(), f.root())?;
             let due = self
                 .last_stored
@@ -380,10 +383,9 @@ impl Sequencer {
                 root: signed.checkpoint.root,
                 note: signed.note.clone(),
             });
-            let entries: Vec<&NewAuditEntry> = batch.iter().map(|j| &j.entry).collect();
             match self
                 .store
-                .commit_batch(first, &entries, &nodes, stored.as_ref())
+                .commit_batch(first, entries.clone(), nodes.clone(), stored)
                 .await
             {
                 Ok(()) => {

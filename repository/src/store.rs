@@ -51,6 +51,52 @@ pub struct Store {
     pub(crate) backend: Backend,
     /// SQLite only: plain connections for the read every governed request makes.
     pub(crate) readers: Option<Arc<Readers>>,
+    /// SQLite only: the audit log's own writer connection.
+    pub(crate) writer: Option<Arc<Writer>>,
+}
+
+/// The connection the audit sequencer commits its batches on (SQLite file stores). The
+/// durable append is the cost every request waits behind: through sqlx, each batch was
+/// one large multi-row statement per 64 entries, re-bound value by value and passed to
+/// sqlx's worker thread; here a batch is one hand-off to a blocking thread, and each row
+/// one run of a prepared statement. Only the sequencer uses it, one batch at a time, so
+/// the lock is never contended; other writes stay on the sqlx pool (SQLite serialises
+/// writers; `BEGIN IMMEDIATE` and the busy timeout make them queue, not fail).
+#[derive(Debug)]
+pub(crate) struct Writer {
+    /// `None` once the store is closed.
+    conn: Arc<Mutex<Option<rusqlite::Connection>>>,
+}
+
+impl Writer {
+    fn open(path: &std::path::Path) -> rusqlite::Result<Writer> {
+        let c = rusqlite::Connection::open(path)?;
+        c.busy_timeout(Duration::from_secs(5))?;
+        // As the sqlx connections: WAL, and FULL so a committed entry survives power loss.
+        c.pragma_update(None, "journal_mode", "WAL")?;
+        c.pragma_update(None, "synchronous", "FULL")?;
+        c.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(Writer {
+            conn: Arc::new(Mutex::new(Some(c))),
+        })
+    }
+
+    /// Runs `f` on the writer connection in the blocking pool.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            match c.as_mut() {
+                Some(c) => f(c),
+                None => Err(Error::Unavailable("the store is closed".into())),
+            }
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("audit write did not finish: {e}")))?
+    }
 }
 
 /// Reader connections open at once, and so blocking threads busy with them: without a
@@ -121,6 +167,7 @@ impl Store {
     /// `sqlite://path/to/store.db` or `postgres://…`.
     pub async fn open(url: &str) -> Result<Store> {
         let mut readers = None;
+        let mut writer = None;
         let backend = if let Some(path) = url.strip_prefix("sqlite://") {
             let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
                 .create_if_missing(true)
@@ -139,15 +186,19 @@ impl Store {
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            // A store in memory is its connections' own: other connections could not
-            // see it, so it reads through sqlx alone.
-            if file.is_file() {
-                readers = Some(Arc::new(Readers {
-                    path: file,
-                    idle: Mutex::new(Vec::new()),
-                    permits: Arc::new(Semaphore::new(READERS)),
-                }));
+            // A database in memory is one connection's own: the audit writer and the
+            // readers could not see it.
+            if !file.is_file() {
+                return Err(Error::Invalid(format!(
+                    "the SQLite store {url:?} is not a file; give a path (sqlite://path/to/paotui.db)"
+                )));
             }
+            writer = Some(Arc::new(Writer::open(&file)?));
+            readers = Some(Arc::new(Readers {
+                path: file,
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(READERS)),
+            }));
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
@@ -161,7 +212,11 @@ impl Store {
         } else {
             return Err(Error::BadUrl(url.to_owned()));
         };
-        Ok(Store { backend, readers })
+        Ok(Store {
+            backend,
+            readers,
+            writer,
+        })
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -186,6 +241,9 @@ impl Store {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clear();
+        }
+        if let Some(w) = &self.writer {
+            *w.conn.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
         match &self.backend {
             Backend::Sqlite(p) => p.close().await,

@@ -6,6 +6,7 @@
 //! non-perfect subtree per level, each a fold of perfect ones), never a rebuild.
 
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 
 use paotui_certs::tlog::{self, Frontier, Hash, NodeId};
 use sqlx::QueryBuilder;
@@ -17,11 +18,10 @@ use crate::{Error, Result, Store};
 // A fixed advisory-lock key serialises appenders across gateway nodes on PostgreSQL.
 const PG_AUDIT_LOCK: i64 = 0x7061_6f74_7569; // "paotui"
 
-// Rows per INSERT. Batches are cut into chunks of these sizes and then powers of two, so
-// a handful of statement shapes are prepared once and reused (a new shape per batch size
-// costs a re-parse of a large statement); 17 binds per entry stays far under SQLite's and
-// PostgreSQL's bind limits.
-const ENTRY_ROWS: usize = 64;
+// Tree rows per INSERT when the tree of an older log is built. Chunks of this size and
+// then powers of two, so a handful of statement shapes are prepared once and reused (a
+// new shape per size costs a re-parse of a large statement); 3 binds per row stays far
+// under SQLite's and PostgreSQL's bind limits.
 const NODE_ROWS: usize = 256;
 
 /// Splits `items` into runs of `max`, then the rest into descending powers of two.
@@ -86,6 +86,13 @@ macro_rules! insert_nodes {
 /// Entries per block of the subject lookup table `audit_subjects` (migration 0009).
 pub(crate) const SUBJECT_BLOCK: i64 = 16_384;
 
+/// Indexes one block: `$1` is its number, `$2..$3` its entries. (SQLite numbers `$n`
+/// parameters in the order they first appear, so they must appear in order.)
+const SUBJECT_BLOCK_INSERT: &str = "INSERT INTO audit_subjects (block, subject_hmac, idx) \
+     SELECT $1, subject_hmac, idx FROM audit_entries \
+     WHERE idx >= $2 AND idx < $3 AND subject_hmac IS NOT NULL \
+     ORDER BY subject_hmac, idx";
+
 /// Adds to `audit_subjects`, in the transaction `$tx`, the complete blocks of entries
 /// below `$end` that it lacks, at most `$max` of them; evaluates to how many it added.
 /// One `INSERT … SELECT` per block, in key order, so the block's rows land on consecutive
@@ -98,16 +105,12 @@ macro_rules! index_subject_blocks {
             .await?;
         let full: i64 = ($end / SUBJECT_BLOCK).min(done.saturating_add($max));
         for block in done..full {
-            sqlx::query(&format!(
-                "INSERT INTO audit_subjects (block, subject_hmac, idx) \
-                 SELECT idx / {SUBJECT_BLOCK}, subject_hmac, idx FROM audit_entries \
-                 WHERE idx >= $1 AND idx < $2 AND subject_hmac IS NOT NULL \
-                 ORDER BY subject_hmac, idx"
-            ))
-            .bind(block * SUBJECT_BLOCK)
-            .bind((block + 1) * SUBJECT_BLOCK)
-            .execute(&mut *$tx)
-            .await?;
+            sqlx::query(SUBJECT_BLOCK_INSERT)
+                .bind(block)
+                .bind(block * SUBJECT_BLOCK)
+                .bind((block + 1) * SUBJECT_BLOCK)
+                .execute(&mut *$tx)
+                .await?;
         }
         if full > done {
             sqlx::query("UPDATE audit_subject_blocks SET blocks = $1 WHERE id = 0")
@@ -153,6 +156,126 @@ impl ProofParts {
         }
         Ok(out)
     }
+}
+
+/// An entry's `fields` and `policies` as their stored JSON, and its decision's word.
+type EntryJson = (Vec<String>, Vec<(Option<&'static str>, Option<String>)>);
+
+fn entry_json(entries: &[NewAuditEntry]) -> Result<EntryJson> {
+    let fields = entries
+        .iter()
+        .map(|e| serde_json::to_string(&e.fields).map_err(|x| Error::Invalid(x.to_string())))
+        .collect::<Result<_>>()?;
+    let decisions = entries
+        .iter()
+        .map(|e| match &e.decision {
+            None => Ok((None, None)),
+            Some(d) => serde_json::to_string(&d.policies)
+                .map(|p| (Some(if d.allowed { "allow" } else { "deny" }), Some(p)))
+                .map_err(|x| Error::Invalid(x.to_string())),
+        })
+        .collect::<Result<_>>()?;
+    Ok((fields, decisions))
+}
+
+/// One entry row, as SQLite takes it: a placeholder per column of [`COLUMNS`].
+static ENTRY_INSERT: LazyLock<String> = LazyLock::new(|| {
+    let marks: Vec<String> = (1..=COLUMNS.split(',').count())
+        .map(|i| format!("?{i}"))
+        .collect();
+    format!(
+        "INSERT INTO audit_entries ({COLUMNS}) VALUES ({})",
+        marks.join(", ")
+    )
+});
+
+/// [`Store::commit_batch`] on the SQLite writer connection: the same rows as on
+/// PostgreSQL, each written by one run of a cached prepared statement.
+fn commit_sqlite(
+    c: &mut rusqlite::Connection,
+    first: i64,
+    entries: &[NewAuditEntry],
+    nodes: &[(NodeId, Hash)],
+    checkpoint: Option<&StoredCheckpoint>,
+) -> Result<()> {
+    use rusqlite::{TransactionBehavior, params};
+    let (fields, decisions) = entry_json(entries)?;
+    // IMMEDIATE: take the write lock (waiting behind the sqlx pool's writers) before
+    // reading where the log ends, so no other write can slip in between.
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let end: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")?
+        .query_row([], |r| r.get(0))?;
+    if end != first {
+        return Err(Error::Conflict(format!(
+            "the log ends at {end}, this node expected {first}"
+        )));
+    }
+    {
+        let mut ins = tx.prepare_cached(&ENTRY_INSERT)?;
+        for (i, ((e, f), d)) in entries.iter().zip(&fields).zip(&decisions).enumerate() {
+            ins.execute(params![
+                first + to_i64(i as u64)?,
+                e.at_us,
+                e.request_id,
+                e.caller_dept,
+                e.caller_system,
+                e.caller_serial,
+                e.operator,
+                e.action,
+                e.service,
+                e.case_id,
+                e.matter,
+                e.outcome.as_str(),
+                e.status,
+                e.reason,
+                e.subject_hmac,
+                f,
+                e.body_sha256,
+                d.0,
+                d.1,
+            ])?;
+        }
+    }
+    let end = first + to_i64(entries.len() as u64)?;
+    // Only the batch that completes a block writes it (catch-up is done at open).
+    if end / SUBJECT_BLOCK > first / SUBJECT_BLOCK {
+        let done: i64 = tx
+            .prepare_cached("SELECT blocks FROM audit_subject_blocks WHERE id = 0")?
+            .query_row([], |r| r.get(0))?;
+        let full = end / SUBJECT_BLOCK;
+        for block in done..full {
+            tx.prepare_cached(SUBJECT_BLOCK_INSERT)?.execute(params![
+                block,
+                block * SUBJECT_BLOCK,
+                (block + 1) * SUBJECT_BLOCK
+            ])?;
+        }
+        if full > done {
+            tx.prepare_cached("UPDATE audit_subject_blocks SET blocks = ?1 WHERE id = 0")?
+                .execute([full])?;
+        }
+    }
+    {
+        let mut ins =
+            tx.prepare_cached("INSERT INTO audit_tree (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+        for (id, h) in nodes {
+            ins.execute(params![id.level, to_i64(id.index)?, &h[..]])?;
+        }
+    }
+    if let Some(cp) = checkpoint {
+        tx.prepare_cached(
+            "INSERT INTO audit_checkpoints (tree_size, at_us, root, note) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            to_i64(cp.tree_size)?,
+            cp.at_us,
+            &cp.root[..],
+            cp.note
+        ])?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl Store {
@@ -290,83 +413,115 @@ impl Store {
     pub(crate) async fn commit_batch(
         &self,
         first: u64,
-        entries: &[&NewAuditEntry],
-        nodes: &[(NodeId, Hash)],
-        checkpoint: Option<&StoredCheckpoint>,
+        entries: Arc<[NewAuditEntry]>,
+        nodes: Arc<[(NodeId, Hash)]>,
+        checkpoint: Option<StoredCheckpoint>,
     ) -> Result<()> {
-        let fields: Vec<String> = entries
-            .iter()
-            .map(|e| serde_json::to_string(&e.fields).map_err(|x| Error::Invalid(x.to_string())))
-            .collect::<Result<_>>()?;
-        let decisions: Vec<(Option<&'static str>, Option<String>)> = entries
-            .iter()
-            .map(|e| match &e.decision {
-                None => Ok((None, None)),
-                Some(d) => serde_json::to_string(&d.policies)
-                    .map(|p| (Some(if d.allowed { "allow" } else { "deny" }), Some(p)))
-                    .map_err(|x| Error::Invalid(x.to_string())),
-            })
-            .collect::<Result<_>>()?;
         let first_i = to_i64(first)?;
-        on_pool!(self, p, DB => {
-            let mut tx = p.begin().await?;
-            if matches!(self.backend, Backend::Postgres(_)) {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(PG_AUDIT_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
+        let p = match (&self.backend, &self.writer) {
+            (Backend::Sqlite(_), Some(w)) => {
+                return w
+                    .run(move |c| commit_sqlite(c, first_i, &entries, &nodes, checkpoint.as_ref()))
+                    .await;
             }
-            let end: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
-                .fetch_one(&mut *tx)
-                .await?;
-            if end != first_i {
-                return Err(Error::Conflict(format!(
-                    "the log ends at {end}, this node expected {first}"
-                )));
+            (Backend::Sqlite(_), None) => {
+                return Err(Error::Invalid(
+                    "this SQLite store has no audit writer".into(),
+                ));
             }
-            for (start, chunk) in chunks(entries, ENTRY_ROWS) {
-                let mut q = QueryBuilder::<DB>::new(format!("INSERT INTO audit_entries ({COLUMNS}) "));
-                let base = first_i + start as i64;
-                q.push_values(chunk.iter().enumerate(), |mut b, (i, e)| {
-                    b.push_bind(base + i as i64)
-                        .push_bind(e.at_us)
-                        .push_bind(e.request_id.clone())
-                        .push_bind(e.caller_dept.clone())
-                        .push_bind(e.caller_system.clone())
-                        .push_bind(e.caller_serial.clone())
-                        .push_bind(e.operator.clone())
-                        .push_bind(e.action.clone())
-                        .push_bind(e.service.clone())
-                        .push_bind(e.case_id.clone())
-                        .push_bind(e.matter.clone())
-                        .push_bind(e.outcome.as_str())
-                        .push_bind(i32::from(e.status))
-                        .push_bind(e.reason.clone())
-                        .push_bind(e.subject_hmac.clone())
-                        .push_bind(fields[start + i].clone())
-                        .push_bind(e.body_sha256.clone())
-                        .push_bind(decisions[start + i].0)
-                        .push_bind(decisions[start + i].1.clone());
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            // Only the batch that completes a block writes it (catch-up is done at open).
-            let end_i = first_i + to_i64(entries.len() as u64)?;
-            if end_i / SUBJECT_BLOCK > first_i / SUBJECT_BLOCK {
-                let _ = index_subject_blocks!(tx, end_i, i64::MAX);
-            }
-            insert_nodes!(tx, DB, nodes);
-            if let Some(cp) = checkpoint {
-                let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO audit_checkpoints (tree_size, at_us, root, note) VALUES (",
-                );
-                q.push_bind(to_i64(cp.tree_size)?).push(", ").push_bind(cp.at_us);
-                q.push(", ").push_bind(cp.root.to_vec()).push(", ").push_bind(cp.note.clone());
-                q.push(")");
-                q.build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-        });
+            (Backend::Postgres(p), _) => p,
+        };
+        let (fields, decisions) = entry_json(&entries)?;
+        let mut tx = p.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PG_AUDIT_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let end: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
+            .fetch_one(&mut *tx)
+            .await?;
+        if end != first_i {
+            return Err(Error::Conflict(format!(
+                "the log ends at {end}, this node expected {first}"
+            )));
+        }
+        // The whole batch in one statement, a column per array: one parse and one round
+        // trip, where one row per VALUES group re-bound every value.
+        let col = |f: fn(&NewAuditEntry) -> Option<&str>| -> Vec<Option<&str>> {
+            entries.iter().map(f).collect()
+        };
+        let idx: Vec<i64> = (0..entries.len())
+            .map(|i| Ok(first_i + to_i64(i as u64)?))
+            .collect::<Result<_>>()?;
+        sqlx::query(&format!(
+            "INSERT INTO audit_entries ({COLUMNS}) SELECT * FROM UNNEST(\
+             $1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], \
+             $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])"
+        ))
+        .bind(idx)
+        .bind(entries.iter().map(|e| e.at_us).collect::<Vec<i64>>())
+        .bind(col(|e| Some(&e.request_id)))
+        .bind(col(|e| e.caller_dept.as_deref()))
+        .bind(col(|e| e.caller_system.as_deref()))
+        .bind(col(|e| e.caller_serial.as_deref()))
+        .bind(col(|e| e.operator.as_deref()))
+        .bind(col(|e| Some(&e.action)))
+        .bind(col(|e| e.service.as_deref()))
+        .bind(col(|e| e.case_id.as_deref()))
+        .bind(col(|e| e.matter.as_deref()))
+        .bind(col(|e| Some(e.outcome.as_str())))
+        .bind(
+            entries
+                .iter()
+                .map(|e| i32::from(e.status))
+                .collect::<Vec<i32>>(),
+        )
+        .bind(col(|e| e.reason.as_deref()))
+        .bind(col(|e| e.subject_hmac.as_deref()))
+        .bind(fields)
+        .bind(col(|e| e.body_sha256.as_deref()))
+        .bind(decisions.iter().map(|d| d.0).collect::<Vec<Option<&str>>>())
+        .bind(
+            decisions
+                .into_iter()
+                .map(|d| d.1)
+                .collect::<Vec<Option<String>>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        // Only the batch that completes a block writes it (catch-up is done at open).
+        let end_i = first_i + to_i64(entries.len() as u64)?;
+        if end_i / SUBJECT_BLOCK > first_i / SUBJECT_BLOCK {
+            let _ = index_subject_blocks!(tx, end_i, i64::MAX);
+        }
+        let (levels, indices): (Vec<i32>, Vec<i64>) = nodes
+            .iter()
+            .map(|(id, _)| Ok((i32::from(id.level), to_i64(id.index)?)))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        sqlx::query(
+            "INSERT INTO audit_tree (level, idx, hash) \
+             SELECT * FROM UNNEST($1::int4[], $2::int8[], $3::bytea[])",
+        )
+        .bind(levels)
+        .bind(indices)
+        .bind(nodes.iter().map(|(_, h)| &h[..]).collect::<Vec<&[u8]>>())
+        .execute(&mut *tx)
+        .await?;
+        if let Some(cp) = &checkpoint {
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (tree_size, at_us, root, note) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(to_i64(cp.tree_size)?)
+            .bind(cp.at_us)
+            .bind(&cp.root[..])
+            .bind(&cp.note)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

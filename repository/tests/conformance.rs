@@ -891,3 +891,14 @@ async fn bad_url_is_refused() {
     let e = Store::open("mysql://x").await.unwrap_err().to_string();
     assert!(e.contains("neither a sqlite:// nor a postgres://"), "{e}");
 }
+
+#[tokio::test]
+async fn sqlite_in_memory_is_refused() {
+    // The audit writer and the readers are connections of their own: a database in
+    // memory would be a different, empty one for each.
+    let e = Store::open("sqlite://:memory:")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not a file"), "{e}");
+}
