@@ -189,6 +189,16 @@ static ENTRY_INSERT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A batch of entry rows, as PostgreSQL takes it: an array per column of [`COLUMNS`].
+static PG_ENTRY_INSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO audit_entries ({COLUMNS}) SELECT * FROM UNNEST(\
+         $1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], \
+         $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])"
+    )
+});
+
 /// [`Store::commit_batch`] on the SQLite writer connection: the same rows as on
 /// PostgreSQL, each written by one run of a cached prepared statement.
 fn commit_sqlite(
@@ -453,43 +463,38 @@ impl Store {
         let idx: Vec<i64> = (0..entries.len())
             .map(|i| Ok(first_i + to_i64(i as u64)?))
             .collect::<Result<_>>()?;
-        sqlx::query(&format!(
-            "INSERT INTO audit_entries ({COLUMNS}) SELECT * FROM UNNEST(\
-             $1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], \
-             $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])"
-        ))
-        .bind(idx)
-        .bind(entries.iter().map(|e| e.at_us).collect::<Vec<i64>>())
-        .bind(col(|e| Some(&e.request_id)))
-        .bind(col(|e| e.caller_dept.as_deref()))
-        .bind(col(|e| e.caller_system.as_deref()))
-        .bind(col(|e| e.caller_serial.as_deref()))
-        .bind(col(|e| e.operator.as_deref()))
-        .bind(col(|e| Some(&e.action)))
-        .bind(col(|e| e.service.as_deref()))
-        .bind(col(|e| e.case_id.as_deref()))
-        .bind(col(|e| e.matter.as_deref()))
-        .bind(col(|e| Some(e.outcome.as_str())))
-        .bind(
-            entries
-                .iter()
-                .map(|e| i32::from(e.status))
-                .collect::<Vec<i32>>(),
-        )
-        .bind(col(|e| e.reason.as_deref()))
-        .bind(col(|e| e.subject_hmac.as_deref()))
-        .bind(fields)
-        .bind(col(|e| e.body_sha256.as_deref()))
-        .bind(decisions.iter().map(|d| d.0).collect::<Vec<Option<&str>>>())
-        .bind(
-            decisions
-                .into_iter()
-                .map(|d| d.1)
-                .collect::<Vec<Option<String>>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(&PG_ENTRY_INSERT)
+            .bind(idx)
+            .bind(entries.iter().map(|e| e.at_us).collect::<Vec<i64>>())
+            .bind(col(|e| Some(&e.request_id)))
+            .bind(col(|e| e.caller_dept.as_deref()))
+            .bind(col(|e| e.caller_system.as_deref()))
+            .bind(col(|e| e.caller_serial.as_deref()))
+            .bind(col(|e| e.operator.as_deref()))
+            .bind(col(|e| Some(&e.action)))
+            .bind(col(|e| e.service.as_deref()))
+            .bind(col(|e| e.case_id.as_deref()))
+            .bind(col(|e| e.matter.as_deref()))
+            .bind(col(|e| Some(e.outcome.as_str())))
+            .bind(
+                entries
+                    .iter()
+                    .map(|e| i32::from(e.status))
+                    .collect::<Vec<i32>>(),
+            )
+            .bind(col(|e| e.reason.as_deref()))
+            .bind(col(|e| e.subject_hmac.as_deref()))
+            .bind(fields)
+            .bind(col(|e| e.body_sha256.as_deref()))
+            .bind(decisions.iter().map(|d| d.0).collect::<Vec<Option<&str>>>())
+            .bind(
+                decisions
+                    .into_iter()
+                    .map(|d| d.1)
+                    .collect::<Vec<Option<String>>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
         // Only the batch that completes a block writes it (catch-up is done at open).
         let end_i = first_i + to_i64(entries.len() as u64)?;
         if end_i / SUBJECT_BLOCK > first_i / SUBJECT_BLOCK {
