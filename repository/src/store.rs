@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{PgPool, Row, SqlitePool};
 use tokio::sync::Semaphore;
 
@@ -72,11 +72,9 @@ impl Writer {
     fn open(path: &std::path::Path) -> rusqlite::Result<Writer> {
         let c = rusqlite::Connection::open(path)?;
         c.busy_timeout(Duration::from_secs(5))?;
-        // As the sqlx connections: WAL, and FULL so a committed entry survives power loss.
-        c.pragma_update(None, "journal_mode", "WAL")?;
-        c.pragma_update(None, "synchronous", "FULL")?;
-        c.pragma_update(None, "foreign_keys", "ON")?;
-        c.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+        for (name, value) in SQLITE_PRAGMAS {
+            c.pragma_update(None, name, value)?;
+        }
         Ok(Writer {
             conn: Arc::new(Mutex::new(Some(c))),
         })
@@ -100,6 +98,16 @@ impl Writer {
     }
 }
 
+/// The settings of every connection that writes to a SQLite store (the sqlx pool and the
+/// audit writer), so the two drivers cannot drift apart: WAL; FULL so a committed audit
+/// entry survives power loss, not just a crash; foreign keys; and the checkpoint mark.
+const SQLITE_PRAGMAS: [(&str, &str); 4] = [
+    ("journal_mode", "WAL"),
+    ("synchronous", "FULL"),
+    ("foreign_keys", "ON"),
+    ("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES),
+];
+
 /// WAL pages after which a commit copies the WAL back into the database (SQLite's
 /// default is 1,000, about 4 MB). Each such checkpoint runs inside the commit that
 /// crosses the mark, copying and fsyncing the database file while the audit batch's
@@ -109,7 +117,7 @@ impl Writer {
 /// (benches/BENCHMARKS.md, 2026-12-03, night). The cost is disk: the WAL file grows to
 /// about that size and is reused, not shrunk, after a checkpoint (SQLite removes it when
 /// the last connection closes).
-pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 20_000;
+const WAL_AUTOCHECKPOINT_PAGES: &str = "20000";
 
 /// Reader connections open at once, and so blocking threads busy with them: without a
 /// bound, 1,000 connections' requests each took a blocking thread (and its allocator
@@ -181,14 +189,12 @@ impl Store {
         let mut readers = None;
         let mut writer = None;
         let backend = if let Some(path) = url.strip_prefix("sqlite://") {
-            let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // FULL: a committed audit entry survives power loss, not just a crash.
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true)
-                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
+            let opts = SQLITE_PRAGMAS.iter().fold(
+                SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+                    .create_if_missing(true)
+                    .busy_timeout(Duration::from_secs(5)),
+                |o, &(name, value)| o.pragma(name, value),
+            );
             let file = opts.get_filename().to_owned();
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
@@ -518,29 +524,42 @@ where
 mod tests {
     use super::*;
 
-    /// Every connection that can commit to a SQLite store checkpoints at the same, raised
-    /// mark: the audit writer, and the sqlx pool (whose commit would otherwise run the
+    /// Every connection that can commit to a SQLite store runs with the same settings:
+    /// the audit writer, and the sqlx pool (whose commit would otherwise run the WAL
     /// copy at SQLite's default of 1,000 pages).
     #[tokio::test]
     async fn sqlite_connections_checkpoint_at_the_raised_mark() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::Invalid(e.to_string()))?;
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
         let store = Store::open(&url).await?;
-        let want = i64::from(WAL_AUTOCHECKPOINT_PAGES);
         let Backend::Sqlite(pool) = &store.backend else {
             return Err(Error::Invalid("not a SQLite store".into()));
         };
-        let pooled: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-            .fetch_one(pool)
-            .await?;
-        assert_eq!(pooled, want);
         let Some(w) = store.writer.clone() else {
             return Err(Error::Invalid("no audit writer".into()));
         };
-        let written = w
-            .run(|c| Ok(c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get::<_, i64>(0))?))
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
             .await?;
-        assert_eq!(written, want);
+        assert_eq!(mode, "wal", "pool");
+        let mode = w
+            .run(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))?))
+            .await?;
+        assert_eq!(mode, "wal", "writer");
+        // As SQLite reports them: FULL as 2, ON as 1.
+        for (name, want) in [
+            ("synchronous", 2),
+            ("foreign_keys", 1),
+            ("wal_autocheckpoint", 20_000),
+        ] {
+            let sql = format!("PRAGMA {name}");
+            let pooled: i64 = sqlx::query_scalar(&sql).fetch_one(pool).await?;
+            assert_eq!(pooled, want, "pool: {name}");
+            let written = w
+                .run(move |c| Ok(c.query_row(&sql, [], |r| r.get::<_, i64>(0))?))
+                .await?;
+            assert_eq!(written, want, "writer: {name}");
+        }
         store.close().await;
         Ok(())
     }

@@ -83,6 +83,13 @@ macro_rules! insert_nodes {
     };
 }
 
+/// Where the log ends: one past the highest stored entry.
+const LOG_END: &str = "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries";
+
+/// One stored checkpoint (both backends: SQLite binds `$n` in order of appearance).
+const CHECKPOINT_INSERT: &str =
+    "INSERT INTO audit_checkpoints (tree_size, at_us, root, note) VALUES ($1, $2, $3, $4)";
+
 /// Entries per block of the subject lookup table `audit_subjects` (migration 0009).
 pub(crate) const SUBJECT_BLOCK: i64 = 16_384;
 
@@ -213,9 +220,7 @@ fn commit_sqlite(
     // IMMEDIATE: take the write lock (waiting behind the sqlx pool's writers) before
     // reading where the log ends, so no other write can slip in between.
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let end: i64 = tx
-        .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")?
-        .query_row([], |r| r.get(0))?;
+    let end: i64 = tx.prepare_cached(LOG_END)?.query_row([], |r| r.get(0))?;
     if end != first {
         return Err(Error::Conflict(format!(
             "the log ends at {end}, this node expected {first}"
@@ -274,10 +279,7 @@ fn commit_sqlite(
         }
     }
     if let Some(cp) = checkpoint {
-        tx.prepare_cached(
-            "INSERT INTO audit_checkpoints (tree_size, at_us, root, note) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
+        tx.prepare_cached(CHECKPOINT_INSERT)?.execute(params![
             to_i64(cp.tree_size)?,
             cp.at_us,
             &cp.root[..],
@@ -291,8 +293,7 @@ fn commit_sqlite(
 impl Store {
     /// The index the next entry gets: one past the highest stored entry.
     pub async fn next_index(&self) -> Result<u64> {
-        let sql = "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries";
-        let n: i64 = on_pool!(self, p, DB => sqlx::query_scalar(sql).fetch_one(p).await?);
+        let n: i64 = on_pool!(self, p, DB => sqlx::query_scalar(LOG_END).fetch_one(p).await?);
         to_u64(n)
     }
 
@@ -447,9 +448,7 @@ impl Store {
             .bind(PG_AUDIT_LOCK)
             .execute(&mut *tx)
             .await?;
-        let end: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
-            .fetch_one(&mut *tx)
-            .await?;
+        let end: i64 = sqlx::query_scalar(LOG_END).fetch_one(&mut *tx).await?;
         if end != first_i {
             return Err(Error::Conflict(format!(
                 "the log ends at {end}, this node expected {first}"
@@ -516,15 +515,13 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if let Some(cp) = &checkpoint {
-            sqlx::query(
-                "INSERT INTO audit_checkpoints (tree_size, at_us, root, note) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(to_i64(cp.tree_size)?)
-            .bind(cp.at_us)
-            .bind(&cp.root[..])
-            .bind(&cp.note)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(CHECKPOINT_INSERT)
+                .bind(to_i64(cp.tree_size)?)
+                .bind(cp.at_us)
+                .bind(&cp.root[..])
+                .bind(&cp.note)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
