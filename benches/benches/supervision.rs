@@ -10,7 +10,8 @@
 //!    `audit` is the recorded archive followed by the (empty) live table — and on DuckDB
 //!    (Python, installed into a virtualenv by this bench, `benches/duckdb_peer.py`), the
 //!    same query text. Each query: one warm-up (whose answers are compared, value for
-//!    value), then 5 timed runs; the table shows medians and the ratio.
+//!    value), then 5 timed runs (DataFusion's two sessions, served and files, take turns run
+//!    by run); the table shows medians and the ratio.
 //! 2. **Live store.** A 1,000,000-entry world (`PAOTUI_BENCH_LIVE_ROWS`) written into a
 //!    fresh SQLite store and a fresh PostgreSQL database; the same queries through
 //!    `gateway::sql::session` over the live tables (keyset paging), median of 3 runs; the
@@ -603,23 +604,33 @@ fn duckdb(
     Ok((version, answers))
 }
 
-/// Times each query on `ctx`: the warm-up's answer and the median of the timed runs.
+/// Times each query on every session in `sessions`: one warm-up each (its answer is
+/// kept), then the timed runs taken in turn, one per session, so that a drift of the
+/// machine (or the heap) during the run falls on all of them alike rather than on
+/// whichever went last. Per session, per query: the median and the warm-up's rows.
 async fn time_queries(
-    ctx: &SessionContext,
-    label: &str,
+    sessions: &[(&str, &SessionContext)],
     queries: &[(String, String)],
-) -> Result<Vec<(Duration, Vec<Vec<Value>>)>, Error> {
-    let mut out = Vec::new();
+) -> Result<Vec<Vec<(Duration, Vec<Vec<Value>>)>>, Error> {
+    let mut out: Vec<Vec<_>> = sessions.iter().map(|_| Vec::new()).collect();
     for (name, q) in queries {
-        let rows = answer(ctx, q).await?;
-        let mut times = Vec::new();
-        for _ in 0..runs(ARCHIVE_RUNS) {
-            let t = Instant::now();
-            answer(ctx, q).await?;
-            times.push(t.elapsed());
+        let mut rows = Vec::new();
+        for (_, ctx) in sessions {
+            rows.push(answer(ctx, q).await?);
         }
-        eprintln!("  {label} {name}: {}", ms(median(times.clone())));
-        out.push((median(times), rows));
+        let mut times: Vec<Vec<Duration>> = sessions.iter().map(|_| Vec::new()).collect();
+        for _ in 0..runs(ARCHIVE_RUNS) {
+            for ((_, ctx), t) in sessions.iter().zip(&mut times) {
+                let start = Instant::now();
+                answer(ctx, q).await?;
+                t.push(start.elapsed());
+            }
+        }
+        for (((label, _), t), (o, r)) in sessions.iter().zip(times).zip(out.iter_mut().zip(rows)) {
+            let m = median(t);
+            eprintln!("  datafusion ({label}) {name}: {}", ms(m));
+            o.push((m, r));
+        }
     }
     Ok(out)
 }
@@ -652,7 +663,6 @@ async fn archive_vs_duckdb(n: i64, catalog: &Catalog) -> Result<(), Error> {
     let served = parquet_session(&dir).await?;
     archive::register_audit(&served, &store).await?;
     sql::register_derived(&served, Some(catalog)).await?;
-    let served = time_queries(&served, "datafusion (served)", &queries).await?;
     // The archive's files alone: what DuckDB reads.
     let files = parquet_session(&dir).await?;
     let archived = files
@@ -666,15 +676,21 @@ async fn archive_vs_duckdb(n: i64, catalog: &Catalog) -> Result<(), Error> {
         .await?;
     files.register_table("audit", archived.into_view())?;
     sql::register_derived(&files, Some(catalog)).await?;
-    let files = time_queries(&files, "datafusion (files)", &queries).await?;
+    let mut timed = time_queries(&[("served", &served), ("files", &files)], &queries)
+        .await?
+        .into_iter();
+    let (served, files) = (
+        timed.next().ok_or("no served timings")?,
+        timed.next().ok_or("no files timings")?,
+    );
     let (version, theirs) = duckdb(&dir, &archive_dir, &queries)?;
     println!(
         "\n### {n} audit entries in the Parquet archive: DataFusion {} vs DuckDB {version}\n",
         datafusion::DATAFUSION_VERSION
     );
     println!(
-        "median of {} runs after one warm-up; answers compared value for value. \
-         served: `audit` as the gateway registers it (archive UNION ALL live); \
+        "median of {} runs after one warm-up; the two DataFusion sessions timed in turn, \
+         run by run; answers compared value for value. served: `audit` as the gateway registers it (archive UNION ALL live); \
          files: the archive's Parquet files alone, as DuckDB reads them\n",
         runs(ARCHIVE_RUNS)
     );
