@@ -39,6 +39,34 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// A [`StoredRow`] from a row of [`COLUMNS`], by name: `$get` is `try_get` on a sqlx row
+/// and `get` on a rusqlite one, so both drivers read the columns the same way.
+macro_rules! stored_row {
+    ($r:expr, $get:ident) => {
+        StoredRow {
+            idx: $r.$get("idx")?,
+            at_us: $r.$get("at_us")?,
+            request_id: $r.$get("request_id")?,
+            caller_dept: $r.$get("caller_dept")?,
+            caller_system: $r.$get("caller_system")?,
+            caller_serial: $r.$get("caller_serial")?,
+            operator: $r.$get("operator")?,
+            action: $r.$get("action")?,
+            service: $r.$get("service")?,
+            case_id: $r.$get("case_id")?,
+            matter: $r.$get("matter")?,
+            outcome: $r.$get("outcome")?,
+            status: $r.$get("status")?,
+            reason: $r.$get("reason")?,
+            subject_hmac: $r.$get("subject_hmac")?,
+            fields: $r.$get("fields")?,
+            body_sha256: $r.$get("body_sha256")?,
+            decision: $r.$get("decision")?,
+            policies: $r.$get("policies")?,
+        }
+    };
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {
     Sqlite(SqlitePool),
@@ -124,7 +152,8 @@ const WAL_AUTOCHECKPOINT_PAGES: &str = "20000";
 /// heap) at once; a point read takes microseconds, so waiting for one of a few is cheap.
 const READERS: usize = 4;
 
-/// Plain SQLite connections (rusqlite) for the reads on a governed request's path, each
+/// Plain SQLite connections (rusqlite) for the reads on a governed request's path and
+/// for reading the audit log's entries (table scans page by page, `audit verify`), each
 /// run in tokio's blocking pool: one hand-off per read, where sqlx's SQLite driver passes
 /// the command and then every row between its worker thread and the caller (the largest
 /// share of a governed request's CPU in benches/BENCHMARKS.md, "Where the time goes").
@@ -344,22 +373,39 @@ impl Store {
             "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 \
              AND at_us >= $3 AND at_us < $4 ORDER BY idx LIMIT $5"
         );
+        self.audit_rows(sql, vec![idx.0, idx.1, at.0, at.1, limit])
+            .await
+    }
+
+    /// The entries `sql` (`$n` placeholders, [`COLUMNS`]) selects with `binds`. On a
+    /// SQLite file they are read by one of the store's rusqlite readers in the blocking
+    /// pool: one hand-off per call, where sqlx's SQLite driver passes every row through
+    /// its worker thread's channel (a full scan of the log is pages of these).
+    async fn audit_rows(&self, sql: String, binds: Vec<i64>) -> Result<Vec<AuditEntry>> {
+        if let Some(readers) = &self.readers {
+            let rows = readers
+                .run(move |c| {
+                    let mut stmt = c.prepare_cached(&sql)?;
+                    let rows = stmt.query_map(rusqlite::params_from_iter(binds), |r| {
+                        Ok(stored_row!(r, get))
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?;
+            return rows.into_iter().map(StoredRow::entry).collect();
+        }
         // Not a persistent (named) statement: PostgreSQL switches a named statement to a
-        // generic plan after five runs, and the generic plan of this range query ANDs both
-        // indexes and sorts the whole rest of the log for every page (345 ms a page at
-        // 1M entries instead of 7). An unnamed statement is planned with its values.
-        on_pool!(self, p => sqlx::query(&sql)
-            .persistent(false)
-            .bind(idx.0)
-            .bind(idx.1)
-            .bind(at.0)
-            .bind(at.1)
-            .bind(limit)
-            .fetch_all(p)
-            .await?
-            .iter()
-            .map(decode)
-            .collect())
+        // generic plan after five runs, and the generic plan of the page's range query
+        // ANDs both indexes and sorts the whole rest of the log for every page (345 ms a
+        // page at 1M entries instead of 7). An unnamed statement is planned with its
+        // values.
+        on_pool!(self, p => {
+            let mut q = sqlx::query(&sql).persistent(false);
+            for b in binds {
+                q = q.bind(b);
+            }
+            q.fetch_all(p).await?.iter().map(decode).collect()
+        })
     }
 
     /// One page of a table scan: `sql` (built by [`crate::tables`], `$n` placeholders) is
@@ -397,34 +443,10 @@ impl Store {
         // Indices beyond i64 cannot be stored; clamping keeps the query total.
         let from = i64::try_from(from).unwrap_or(i64::MAX);
         let to = i64::try_from(to).unwrap_or(i64::MAX);
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx"
-                );
-                sqlx::query(&sql)
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(p)
-                    .await?
-                    .into_iter()
-                    .map(|r| decode(&r))
-                    .collect()
-            }
-            Backend::Postgres(p) => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
-                );
-                sqlx::query(&sql)
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(p)
-                    .await?
-                    .into_iter()
-                    .map(|r| decode(&r))
-                    .collect()
-            }
-        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
+        );
+        self.audit_rows(sql, vec![from, to]).await
     }
 }
 
@@ -465,6 +487,76 @@ where
         .collect()
 }
 
+/// An `audit_entries` row as stored, before its words and JSON are parsed.
+struct StoredRow {
+    idx: i64,
+    at_us: i64,
+    request_id: String,
+    caller_dept: Option<String>,
+    caller_system: Option<String>,
+    caller_serial: Option<String>,
+    operator: Option<String>,
+    action: String,
+    service: Option<String>,
+    case_id: Option<String>,
+    matter: Option<String>,
+    outcome: String,
+    status: i32,
+    reason: Option<String>,
+    subject_hmac: Option<String>,
+    fields: Option<String>,
+    body_sha256: Option<String>,
+    decision: Option<String>,
+    policies: Option<String>,
+}
+
+impl StoredRow {
+    fn entry(self) -> Result<AuditEntry> {
+        let json = |e: serde_json::Error| Error::Invalid(e.to_string());
+        Ok(AuditEntry {
+            index: u64::try_from(self.idx)
+                .map_err(|_| Error::Invalid("negative audit index".into()))?,
+            entry: NewAuditEntry {
+                at_us: self.at_us,
+                request_id: self.request_id,
+                caller_dept: self.caller_dept,
+                caller_system: self.caller_system,
+                caller_serial: self.caller_serial,
+                operator: self.operator,
+                action: self.action,
+                service: self.service,
+                case_id: self.case_id,
+                matter: self.matter,
+                outcome: Outcome::parse(&self.outcome).ok_or_else(|| {
+                    Error::Invalid(format!("stored outcome {:?} is unknown", self.outcome))
+                })?,
+                status: u16::try_from(self.status)
+                    .map_err(|_| Error::Invalid("stored status out of range".into()))?,
+                reason: self.reason,
+                subject_hmac: self.subject_hmac,
+                fields: match self.fields {
+                    Some(f) => serde_json::from_str(&f).map_err(json)?,
+                    None => vec![],
+                },
+                body_sha256: self.body_sha256,
+                decision: match self.decision.as_deref() {
+                    None => None,
+                    Some(d @ ("allow" | "deny")) => Some(PolicyDecision {
+                        allowed: d == "allow",
+                        policies: match self.policies {
+                            Some(p) => serde_json::from_str(&p).map_err(json)?,
+                            None => vec![],
+                        },
+                    }),
+                    Some(d) => {
+                        return Err(Error::Invalid(format!("stored decision {d:?} is unknown")));
+                    }
+                },
+            },
+        })
+    }
+}
+
 fn decode<R: Row>(r: &R) -> Result<AuditEntry>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
@@ -473,65 +565,26 @@ where
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
-    let idx: i64 = r.try_get("idx")?;
-    let outcome: String = r.try_get("outcome")?;
-    let status: i32 = r.try_get("status")?;
-    let fields: Option<String> = r.try_get("fields")?;
-    let decision: Option<String> = r.try_get("decision")?;
-    let policies: Option<String> = r.try_get("policies")?;
-    Ok(AuditEntry {
-        index: u64::try_from(idx).map_err(|_| Error::Invalid("negative audit index".into()))?,
-        entry: NewAuditEntry {
-            at_us: r.try_get("at_us")?,
-            request_id: r.try_get("request_id")?,
-            caller_dept: r.try_get("caller_dept")?,
-            caller_system: r.try_get("caller_system")?,
-            caller_serial: r.try_get("caller_serial")?,
-            operator: r.try_get("operator")?,
-            action: r.try_get("action")?,
-            service: r.try_get("service")?,
-            case_id: r.try_get("case_id")?,
-            matter: r.try_get("matter")?,
-            outcome: Outcome::parse(&outcome)
-                .ok_or_else(|| Error::Invalid(format!("stored outcome {outcome:?} is unknown")))?,
-            status: u16::try_from(status)
-                .map_err(|_| Error::Invalid("stored status out of range".into()))?,
-            reason: r.try_get("reason")?,
-            subject_hmac: r.try_get("subject_hmac")?,
-            fields: match fields {
-                Some(f) => serde_json::from_str(&f).map_err(|e| Error::Invalid(e.to_string()))?,
-                None => vec![],
-            },
-            body_sha256: r.try_get("body_sha256")?,
-            decision: match decision.as_deref() {
-                None => None,
-                Some(d @ ("allow" | "deny")) => Some(PolicyDecision {
-                    allowed: d == "allow",
-                    policies: match policies {
-                        Some(p) => {
-                            serde_json::from_str(&p).map_err(|e| Error::Invalid(e.to_string()))?
-                        }
-                        None => vec![],
-                    },
-                }),
-                Some(d) => return Err(Error::Invalid(format!("stored decision {d:?} is unknown"))),
-            },
-        },
-    })
+    stored_row!(r, try_get).entry()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A store on a SQLite file in a temporary directory (kept while the guard lives).
+    async fn sqlite_store() -> Result<(tempfile::TempDir, Store)> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Invalid(e.to_string()))?;
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        Ok((dir, Store::open(&url).await?))
+    }
+
     /// Every connection that can commit to a SQLite store runs with the same settings:
     /// the audit writer, and the sqlx pool (whose commit would otherwise run the WAL
     /// copy at SQLite's default of 1,000 pages).
     #[tokio::test]
     async fn sqlite_connections_checkpoint_at_the_raised_mark() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Invalid(e.to_string()))?;
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = Store::open(&url).await?;
+        let (_dir, store) = sqlite_store().await?;
         let Backend::Sqlite(pool) = &store.backend else {
             return Err(Error::Invalid("not a SQLite store".into()));
         };
@@ -560,6 +613,58 @@ mod tests {
                 .await?;
             assert_eq!(written, want, "writer: {name}");
         }
+        store.close().await;
+        Ok(())
+    }
+
+    /// On a SQLite file the log's entries are read by the rusqlite readers, not sqlx:
+    /// with the sqlx pool closed, ranges and table pages still answer, every column
+    /// decoded as written (a decision and its policies included).
+    #[tokio::test]
+    async fn sqlite_audit_reads_go_through_the_readers() -> Result<()> {
+        let (_dir, store) = sqlite_store().await?;
+        let Backend::Sqlite(pool) = &store.backend else {
+            return Err(Error::Invalid("not a SQLite store".into()));
+        };
+        sqlx::query(
+            "INSERT INTO audit_entries (idx, at_us, request_id, caller_dept, action, service, \
+               outcome, status, reason, subject_hmac, fields, body_sha256, decision, policies) \
+             VALUES (0, 10, 'r0', 'GA', 'service.query', 'population', 'ok', 200, NULL, \
+               'ab', '[\"name\",\"id_no\"]', 'cd', 'allow', '[\"p1\"]'), \
+               (1, 20, 'r1', NULL, 'keys.read', NULL, 'denied', 403, 'no', NULL, NULL, \
+               NULL, NULL, NULL)",
+        )
+        .execute(pool)
+        .await?;
+        pool.close().await;
+        let all = store.audit_range(0, 10).await?;
+        assert_eq!(all.len(), 2);
+        let e = &all[0].entry;
+        assert_eq!(
+            (all[0].index, e.at_us, e.request_id.as_str()),
+            (0, 10, "r0")
+        );
+        assert_eq!(e.caller_dept.as_deref(), Some("GA"));
+        assert_eq!(e.service.as_deref(), Some("population"));
+        assert_eq!((e.outcome, e.status), (Outcome::Ok, 200));
+        assert_eq!(e.fields, vec!["name".to_owned(), "id_no".to_owned()]);
+        assert_eq!(
+            e.decision,
+            Some(PolicyDecision {
+                allowed: true,
+                policies: vec!["p1".into()]
+            })
+        );
+        let e = &all[1].entry;
+        assert_eq!(
+            (e.outcome, e.status, e.reason.as_deref()),
+            (Outcome::Denied, 403, Some("no"))
+        );
+        assert_eq!((e.caller_dept.as_ref(), e.decision.as_ref()), (None, None));
+        assert!(e.fields.is_empty());
+        // The page's time range keeps the second entry only.
+        let page = store.audit_page((0, 10), (15, 100), 10).await?;
+        assert_eq!(page.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1]);
         store.close().await;
         Ok(())
     }
