@@ -604,21 +604,26 @@ fn duckdb(
     Ok((version, answers))
 }
 
-/// Times each query on every session in `sessions`: one warm-up each (its answer is
-/// kept), then the timed runs taken in turn, one per session, so that a drift of the
-/// machine (or the heap) during the run falls on all of them alike rather than on
-/// whichever went last. Per session, per query: the median and the warm-up's rows.
+/// Per-query timings of one session: the median of the timed runs and the warm-up's rows.
+type Timed = Vec<(Duration, Vec<Vec<Value>>)>;
+
+/// Times each query on the served and the files session: one warm-up each (its answer
+/// is kept), then the timed runs taken in turn, served then files, so that a drift of
+/// the machine (or the heap) during the run falls on both alike rather than on whichever
+/// went last.
 async fn time_queries(
-    sessions: &[(&str, &SessionContext)],
+    served: &SessionContext,
+    files: &SessionContext,
     queries: &[(String, String)],
-) -> Result<Vec<Vec<(Duration, Vec<Vec<Value>>)>>, Error> {
-    let mut out: Vec<Vec<_>> = sessions.iter().map(|_| Vec::new()).collect();
+) -> Result<[Timed; 2], Error> {
+    let sessions = [("served", served), ("files", files)];
+    let mut out: [Timed; 2] = [Vec::new(), Vec::new()];
     for (name, q) in queries {
+        let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
         let mut rows = Vec::new();
         for (_, ctx) in sessions {
             rows.push(answer(ctx, q).await?);
         }
-        let mut times: Vec<Vec<Duration>> = sessions.iter().map(|_| Vec::new()).collect();
         for _ in 0..runs(ARCHIVE_RUNS) {
             for ((_, ctx), t) in sessions.iter().zip(&mut times) {
                 let start = Instant::now();
@@ -676,13 +681,7 @@ async fn archive_vs_duckdb(n: i64, catalog: &Catalog) -> Result<(), Error> {
         .await?;
     files.register_table("audit", archived.into_view())?;
     sql::register_derived(&files, Some(catalog)).await?;
-    let mut timed = time_queries(&[("served", &served), ("files", &files)], &queries)
-        .await?
-        .into_iter();
-    let (served, files) = (
-        timed.next().ok_or("no served timings")?,
-        timed.next().ok_or("no files timings")?,
-    );
+    let [served, files] = time_queries(&served, &files, &queries).await?;
     let (version, theirs) = duckdb(&dir, &archive_dir, &queries)?;
     println!(
         "\n### {n} audit entries in the Parquet archive: DataFusion {} vs DuckDB {version}\n",
@@ -690,8 +689,8 @@ async fn archive_vs_duckdb(n: i64, catalog: &Catalog) -> Result<(), Error> {
     );
     println!(
         "median of {} runs after one warm-up; the two DataFusion sessions timed in turn, \
-         run by run; answers compared value for value. served: `audit` as the gateway registers it (archive UNION ALL live); \
-         files: the archive's Parquet files alone, as DuckDB reads them\n",
+         run by run; answers compared value for value. served: `audit` as the gateway \
+         registers it (archive UNION ALL live); files: the archive's Parquet files alone, as DuckDB reads them\n",
         runs(ARCHIVE_RUNS)
     );
     println!(

@@ -626,42 +626,72 @@ mod tests {
         let Backend::Sqlite(pool) = &store.backend else {
             return Err(Error::Invalid("not a SQLite store".into()));
         };
-        sqlx::query(
-            "INSERT INTO audit_entries (idx, at_us, request_id, caller_dept, action, service, \
-               outcome, status, reason, subject_hmac, fields, body_sha256, decision, policies) \
-             VALUES (0, 10, 'r0', 'GA', 'service.query', 'population', 'ok', 200, NULL, \
-               'ab', '[\"name\",\"id_no\"]', 'cd', 'allow', '[\"p1\"]'), \
-               (1, 20, 'r1', NULL, 'keys.read', NULL, 'denied', 403, 'no', NULL, NULL, \
-               NULL, NULL, NULL)",
-        )
+        // Every column a different value, so a column read into the wrong field fails.
+        sqlx::query(&format!(
+            "INSERT INTO audit_entries ({COLUMNS}) VALUES \
+             (0, 10, 'r0', 'GA', 'sys', 'serial', 'op', 'service.query', 'population', \
+               'case-1', 'matter-1', 'ok', 200, NULL, 'ab', '[\"name\",\"id_no\"]', 'cd', \
+               'allow', '[\"p1\"]'), \
+             (1, 20, 'r1', NULL, NULL, NULL, NULL, 'keys.read', NULL, NULL, NULL, 'denied', \
+               403, 'no', NULL, NULL, NULL, NULL, NULL)"
+        ))
         .execute(pool)
         .await?;
         pool.close().await;
         let all = store.audit_range(0, 10).await?;
-        assert_eq!(all.len(), 2);
-        let e = &all[0].entry;
+        let some = |v: &str| Some(v.to_owned());
         assert_eq!(
-            (all[0].index, e.at_us, e.request_id.as_str()),
-            (0, 10, "r0")
+            all,
+            vec![
+                AuditEntry {
+                    index: 0,
+                    entry: NewAuditEntry {
+                        at_us: 10,
+                        request_id: "r0".into(),
+                        caller_dept: some("GA"),
+                        caller_system: some("sys"),
+                        caller_serial: some("serial"),
+                        operator: some("op"),
+                        action: "service.query".into(),
+                        service: some("population"),
+                        case_id: some("case-1"),
+                        matter: some("matter-1"),
+                        outcome: Outcome::Ok,
+                        status: 200,
+                        reason: None,
+                        subject_hmac: some("ab"),
+                        fields: vec!["name".into(), "id_no".into()],
+                        body_sha256: some("cd"),
+                        decision: Some(PolicyDecision {
+                            allowed: true,
+                            policies: vec!["p1".into()],
+                        }),
+                    },
+                },
+                AuditEntry {
+                    index: 1,
+                    entry: NewAuditEntry {
+                        at_us: 20,
+                        request_id: "r1".into(),
+                        caller_dept: None,
+                        caller_system: None,
+                        caller_serial: None,
+                        operator: None,
+                        action: "keys.read".into(),
+                        service: None,
+                        case_id: None,
+                        matter: None,
+                        outcome: Outcome::Denied,
+                        status: 403,
+                        reason: some("no"),
+                        subject_hmac: None,
+                        fields: vec![],
+                        body_sha256: None,
+                        decision: None,
+                    },
+                },
+            ]
         );
-        assert_eq!(e.caller_dept.as_deref(), Some("GA"));
-        assert_eq!(e.service.as_deref(), Some("population"));
-        assert_eq!((e.outcome, e.status), (Outcome::Ok, 200));
-        assert_eq!(e.fields, vec!["name".to_owned(), "id_no".to_owned()]);
-        assert_eq!(
-            e.decision,
-            Some(PolicyDecision {
-                allowed: true,
-                policies: vec!["p1".into()]
-            })
-        );
-        let e = &all[1].entry;
-        assert_eq!(
-            (e.outcome, e.status, e.reason.as_deref()),
-            (Outcome::Denied, 403, Some("no"))
-        );
-        assert_eq!((e.caller_dept.as_ref(), e.decision.as_ref()), (None, None));
-        assert!(e.fields.is_empty());
         // The page's time range keeps the second entry only.
         let page = store.audit_page((0, 10), (15, 100), 10).await?;
         assert_eq!(page.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1]);
