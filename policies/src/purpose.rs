@@ -366,7 +366,7 @@ mod tests {
             let services: Vec<&ServiceId> = cat.services.keys().collect();
             // Owners as stored: usually the catalog's, sometimes another department
             // (a stale or tampered row must not widen access).
-            let matters: Vec<(String, String)> = picks
+            let mut matters: Vec<(String, String)> = picks
                 .iter()
                 .map(|(m, o)| {
                     let spec = &cat.matters[codes[m % codes.len()]];
@@ -374,6 +374,10 @@ mod tests {
                     (spec.code.to_string(), owner)
                 })
                 .collect();
+            // A case holds each matter once (the store's key is case and matter): two
+            // picks of one matter with different owners are not a case that can exist.
+            let mut seen = std::collections::HashSet::new();
+            matters.retain(|(code, _)| seen.insert(code.clone()));
             let facts = CaseFacts {
                 id: "CASE-P",
                 status,
