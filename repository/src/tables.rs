@@ -3,7 +3,8 @@
 //! Each table is a [`TableProvider`] over the live store, either backend: a scan reads the
 //! store page by page (keyset paging on the primary key, so memory stays bounded however
 //! large the log), pushes the time and index ranges of the query's filters into the store
-//! query, stops at the query's `LIMIT`, and builds only the projected columns. DataFusion
+//! query, stops at the query's `LIMIT`, and builds only the projected columns. A scan of
+//! the audit log is split into contiguous index ranges, one per partition. DataFusion
 //! re-applies every filter (they are pushed down as `Inexact`), so a filter the store
 //! cannot use only costs time, never correctness.
 
@@ -35,6 +36,11 @@ use crate::{AuditEntry, Store};
 
 /// Rows per store query and per batch.
 const PAGE: i64 = 8192;
+
+/// The most index ranges one audit scan is split into (see [`split`]): half the SQLite
+/// store's four reader connections, a quarter of the PostgreSQL pool's eight, so that
+/// governed reads keep connections while an auditor scans the whole log.
+const MAX_SCAN_PARTS: usize = 2;
 
 /// The columns of the `audit` table, in order (documented in the README).
 const AUDIT_COLUMNS: [(&str, Col); 18] = [
@@ -243,7 +249,7 @@ impl TableProvider for AuditTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -268,27 +274,65 @@ impl TableProvider for AuditTable {
         let end = i64::try_from(end).unwrap_or(i64::MAX).min(ranges.idx.1);
         let rows = usize::try_from(end.saturating_sub(ranges.idx.0)).unwrap_or(0);
         let rows = limit.map_or(rows, |l| rows.min(l));
-        let part = AuditPartition {
-            page: self.page,
-            store: self.store.clone(),
-            schema: Arc::clone(&schema),
-            columns,
+        let parts: Vec<Arc<dyn PartitionStream>> = split(
             ranges,
+            end,
+            self.page,
+            state.config().target_partitions().min(MAX_SCAN_PARTS),
             limit,
-        };
-        let scan = StreamingTableExec::try_new(
-            Arc::clone(&schema),
-            vec![Arc::new(part)],
-            None,
-            [],
-            false,
-            limit,
-        )?;
+        )
+        .into_iter()
+        .map(|ranges| -> Arc<dyn PartitionStream> {
+            Arc::new(AuditPartition {
+                page: self.page,
+                store: self.store.clone(),
+                schema: Arc::clone(&schema),
+                columns: columns.clone(),
+                ranges,
+                limit,
+            })
+        })
+        .collect();
+        let scan = StreamingTableExec::try_new(Arc::clone(&schema), parts, None, [], false, limit)?;
         Ok(Arc::new(EstimatedRows {
             inner: Arc::new(scan),
             rows,
         }))
     }
+}
+
+/// Splits a scan of `ranges` over a log whose next index is `end` into at most
+/// `partitions` contiguous index ranges, so that reading and decoding the store's pages
+/// runs on more than one core (a scan's pages are otherwise read one after the other,
+/// each waiting for the last one's batch to be consumed). Scans with a `LIMIT` and scans
+/// of fewer than two pages a partition stay whole. The last range keeps the scan's own
+/// upper bound, so entries appended after planning are read as before.
+fn split(
+    ranges: Ranges,
+    end: i64,
+    page: i64,
+    partitions: usize,
+    limit: Option<usize>,
+) -> Vec<Ranges> {
+    let (from, to) = (ranges.idx.0, end.min(ranges.idx.1));
+    let rows = to.saturating_sub(from);
+    let wanted = i64::try_from(partitions).unwrap_or(1).max(1);
+    let n = if limit.is_some() || ranges.is_empty() {
+        1
+    } else {
+        wanted.min(rows / page.saturating_mul(2).max(1)).max(1)
+    };
+    let step = rows / n;
+    (0..n)
+        .map(|k| {
+            let lo = from + k * step;
+            let hi = if k + 1 == n { ranges.idx.1 } else { lo + step };
+            Ranges {
+                idx: (lo, hi),
+                at: ranges.at,
+            }
+        })
+        .collect()
 }
 
 /// A store scan with an estimate of its row count. DataFusion's join planning puts the
@@ -965,6 +1009,34 @@ mod tests {
             Ranges::default(),
             Ranges::of(&[col("outcome").eq(lit("ok"))])
         );
+    }
+
+    #[test]
+    fn a_scan_splits_into_contiguous_index_ranges() {
+        let all = Ranges {
+            idx: (10, i64::MAX),
+            at: (5, 50),
+        };
+        // 100 entries from 10 on, pages of 10: three partitions of 33, 33 and the rest.
+        let parts = split(all, 110, 10, 3, None);
+        assert_eq!(
+            parts.iter().map(|r| r.idx).collect::<Vec<_>>(),
+            [(10, 43), (43, 76), (76, i64::MAX)],
+            "the last keeps the scan's open end"
+        );
+        assert!(parts.iter().all(|r| r.at == (5, 50)));
+        // Fewer than two pages a partition: as many as get two (here two).
+        assert_eq!(split(all, 50, 10, 8, None).len(), 2);
+        assert_eq!(split(all, 20, 10, 8, None), [all]);
+        // A LIMIT, an empty range or one partition: the scan stays whole.
+        assert_eq!(split(all, 110, 10, 3, Some(5)), [all]);
+        assert_eq!(split(all, 110, 10, 1, None), [all]);
+        assert_eq!(split(all, 5, 10, 3, None), [all]);
+        let empty = Ranges {
+            idx: (60, 40),
+            at: (5, 50),
+        };
+        assert_eq!(split(empty, 110, 10, 3, None), [empty]);
     }
 
     #[test]

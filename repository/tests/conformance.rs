@@ -437,14 +437,34 @@ async fn audit_table(store: &Store) {
             .collect()
     };
     let t = all[all.len() / 2].entry.at_us;
-    // Page sizes that split the log unevenly, and the default.
-    for page in [3, 8192] {
-        let ctx = datafusion::prelude::SessionContext::new();
+    // Page sizes that split the log unevenly, and the default; the scan read whole and
+    // split into contiguous index ranges, one per partition.
+    for (page, partitions) in [(3, 1), (3, 3), (8192, 2)] {
+        let config = datafusion::prelude::SessionConfig::new().with_target_partitions(partitions);
+        let ctx = datafusion::prelude::SessionContext::new_with_config(config);
         ctx.register_table(
             "audit",
             Arc::new(AuditTable::new(store.clone()).with_page_size(page)),
         )
         .unwrap();
+        // Split only when each partition gets two pages or more, and in two at most.
+        let split = partitions
+            .min(2)
+            .min(all.len() / (2 * page as usize))
+            .max(1);
+        let scan = ctx
+            .sql("SELECT idx FROM audit")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        use datafusion::physical_plan::ExecutionPlanProperties;
+        assert_eq!(
+            scan.output_partitioning().partition_count(),
+            split,
+            "page {page}, {partitions} partitions"
+        );
         assert_eq!(
             ints(&ctx, "SELECT count(*) FROM audit").await,
             [all.len() as i64]
