@@ -1,10 +1,13 @@
 """DuckDB as an independent peer for the `supervision` bench (issue F).
 
 Run by `cargo bench -p paotui-benches --bench supervision`, which installs duckdb (pinned)
-into a virtualenv under $CARGO_TARGET_DIR/paotui-bench/ and calls this script with a JSON
-spec: the Parquet files of each table, the views, the queries and how many timed runs.
-It prints one JSON document: per query, the wall-clock milliseconds of each timed run and
-the rows of the answer (dates as YYYY-MM-DD), which the bench compares with DataFusion's.
+into a virtualenv under $CARGO_TARGET_DIR/paotui-bench/ and starts this script with a JSON
+spec: the Parquet files of each table and the views. The script then serves one query at
+a time, so that the bench can take DuckDB's runs in turn with DataFusion's, run by run, and
+a drift of the machine during the run falls on both engines alike. It first prints one
+JSON line, {"duckdb": version}; then, for each line {"sql": ...} read from stdin, one line
+{"ms": wall-clock milliseconds of execute + fetch, "rows": the answer (dates as
+YYYY-MM-DD)} or {"error": message}.
 
 The query text is the gateway's own, unchanged: the only shim is a macro for DataFusion's
 `to_timestamp_micros`, which DuckDB spells `make_timestamp`.
@@ -41,22 +44,17 @@ def main():
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{table['glob']}')")
     for name, sql in spec["views"]:
         con.execute(f"CREATE VIEW {name} AS {sql}")
-    out = []
-    for name, sql in spec["queries"]:
-        rows = con.execute(sql).fetchall()  # warm-up; its answer is the one compared
-        ms = []
-        for _ in range(spec["runs"]):
+    print(json.dumps({"duckdb": duckdb.__version__}), flush=True)
+    for line in sys.stdin:
+        sql = json.loads(line)["sql"]
+        try:
             t = time.perf_counter()
-            con.execute(sql).fetchall()
-            ms.append((time.perf_counter() - t) * 1000.0)
-        out.append(
-            {
-                "name": name,
-                "ms": ms,
-                "rows": [[value(v) for v in r] for r in rows],
-            }
-        )
-    json.dump({"duckdb": duckdb.__version__, "queries": out}, sys.stdout)
+            rows = con.execute(sql).fetchall()
+            ms = (time.perf_counter() - t) * 1000.0
+            answer = {"ms": ms, "rows": [[value(v) for v in r] for r in rows]}
+        except duckdb.Error as e:
+            answer = {"error": str(e)}
+        print(json.dumps(answer), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@
 //!    `audit` is the recorded archive followed by the (empty) live table — and on DuckDB
 //!    (Python, installed into a virtualenv by this bench, `benches/duckdb_peer.py`), the
 //!    same query text. Each query: one warm-up (whose answers are compared, value for
-//!    value), then 5 timed runs (DataFusion's two sessions, served and files, take turns run
-//!    by run); the table shows medians and the ratio.
+//!    value), then 5 timed runs in which DataFusion's two sessions, served and files, and
+//!    DuckDB (a child process answering one query at a time) take turns run by run; the
+//!    table shows medians and the ratio.
 //! 2. **Live store.** A 1,000,000-entry world (`PAOTUI_BENCH_LIVE_ROWS`) written into a
 //!    fresh SQLite store and a fresh PostgreSQL database; the same queries through
 //!    `gateway::sql::session` over the live tables (keyset paging), median of 3 runs; the
@@ -20,8 +21,9 @@
 //! The 10M world is built once (a few minutes) and kept under
 //! `$CARGO_TARGET_DIR/paotui-bench/supervision-<n>/` (about 4 GB).
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,11 @@ use paotui_policies::matters::MatterKind;
 use paotui_repository::Store;
 use serde_json::Value;
 use sqlx::Connection;
+
+// The gateway's allocator (gateway/src/main.rs), so that the timings are those of the
+// binary that serves these queries: DataFusion's batches are many short-lived buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -543,97 +550,118 @@ fn duckdb_python() -> Result<PathBuf, Error> {
     Ok(python)
 }
 
-struct PeerAnswer {
-    median: Duration,
-    rows: Vec<Vec<Value>>,
+/// DuckDB over the same files, in a child process that answers one query at a time
+/// (`benches/duckdb_peer.py`), so that its runs are taken in turn with DataFusion's.
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    version: String,
 }
 
-/// Runs the queries on DuckDB over the same files.
-fn duckdb(
-    dir: &Path,
-    archive_dir: &str,
-    queries: &[(String, String)],
-) -> Result<(String, Vec<PeerAnswer>), Error> {
-    let mut tables = serde_json::Map::new();
-    tables.insert(
-        "audit".into(),
-        serde_json::json!({ "glob": format!("{archive_dir}/*/*.parquet"), "hive": true }),
-    );
-    for t in EXPORTED.iter().chain(["services", "matters"].iter()) {
-        let glob = dir.join("tables").join(t).join("*.parquet");
+impl Peer {
+    fn start(dir: &Path, archive_dir: &str) -> Result<Peer, Error> {
+        let mut tables = serde_json::Map::new();
         tables.insert(
-            (*t).into(),
-            serde_json::json!({ "glob": glob.display().to_string(), "hive": false }),
+            "audit".into(),
+            serde_json::json!({ "glob": format!("{archive_dir}/*/*.parquet"), "hive": true }),
         );
+        for t in EXPORTED.iter().chain(["services", "matters"].iter()) {
+            let glob = dir.join("tables").join(t).join("*.parquet");
+            tables.insert(
+                (*t).into(),
+                serde_json::json!({ "glob": glob.display().to_string(), "hive": false }),
+            );
+        }
+        let spec = serde_json::json!({ "tables": tables, "views": sql::VIEWS });
+        let spec_path = dir.join("duckdb-spec.json");
+        std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("duckdb_peer.py");
+        let mut child = Command::new(duckdb_python()?)
+            .arg(script)
+            .arg(&spec_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("duckdb: no pipes to the peer".into());
+        };
+        let mut peer = Peer {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            version: String::new(),
+        };
+        let hello = peer.read()?;
+        peer.version = hello["duckdb"].as_str().unwrap_or("?").to_owned();
+        Ok(peer)
     }
-    let spec = serde_json::json!({
-        "tables": tables,
-        "views": sql::VIEWS,
-        "queries": queries,
-        "runs": runs(ARCHIVE_RUNS),
-    });
-    let spec_path = dir.join("duckdb-spec.json");
-    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("duckdb_peer.py");
-    let out = Command::new(duckdb_python()?)
-        .arg(script)
-        .arg(&spec_path)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("duckdb: {}", String::from_utf8_lossy(&out.stderr)).into());
+
+    fn read(&mut self) -> Result<Value, Error> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            return Err("duckdb: the peer exited (its error is above)".into());
+        }
+        let v: Value = serde_json::from_str(&line)?;
+        match v["error"].as_str() {
+            Some(e) => Err(format!("duckdb: {e}").into()),
+            None => Ok(v),
+        }
     }
-    let v: Value = serde_json::from_slice(&out.stdout)?;
-    let version = v["duckdb"].as_str().unwrap_or("?").to_owned();
-    let answers = v["queries"]
-        .as_array()
-        .ok_or("duckdb: no queries")?
-        .iter()
-        .map(|q| PeerAnswer {
-            median: median(
-                q["ms"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_f64)
-                    .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-                    .collect(),
-            ),
-            rows: serde_json::from_value(q["rows"].clone()).unwrap_or_default(),
-        })
-        .collect();
-    Ok((version, answers))
+
+    /// DuckDB's own time for `sql` (execute and fetch, measured in the peer) and its rows.
+    fn run(&mut self, sql: &str) -> Result<(Duration, Vec<Vec<Value>>), Error> {
+        writeln!(self.stdin, "{}", serde_json::json!({ "sql": sql }))?;
+        self.stdin.flush()?;
+        let v = self.read()?;
+        let ms = v["ms"].as_f64().ok_or("duckdb: no time in the answer")?;
+        let rows = serde_json::from_value(v["rows"].clone())?;
+        Ok((Duration::from_secs_f64(ms / 1000.0), rows))
+    }
 }
 
-/// Per-query timings of one session: the median of the timed runs and the warm-up's rows.
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // The peer only waits for the next query: nothing of it is lost.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Per-query timings of one engine: the median of the timed runs and the warm-up's rows.
 type Timed = Vec<(Duration, Vec<Vec<Value>>)>;
 
-/// Times each query on the served and the files session: one warm-up each (its answer
-/// is kept), then the timed runs taken in turn, served then files, so that a drift of
-/// the machine (or the heap) during the run falls on both alike rather than on whichever
-/// went last.
+/// Times each query on the served and the files session and on DuckDB: one warm-up each
+/// (its answer is kept), then the timed runs taken in turn, served, files, DuckDB, so that
+/// a drift of the machine (or the heap) during the run falls on all three alike rather
+/// than on whichever went last.
 async fn time_queries(
     served: &SessionContext,
     files: &SessionContext,
+    peer: &mut Peer,
     queries: &[(String, String)],
-) -> Result<[Timed; 2], Error> {
+) -> Result<[Timed; 3], Error> {
     let sessions = [("served", served), ("files", files)];
-    let mut out: [Timed; 2] = [Vec::new(), Vec::new()];
+    let mut out: [Timed; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for (name, q) in queries {
-        let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+        let mut times: [Vec<Duration>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut rows = Vec::new();
         for (_, ctx) in sessions {
             rows.push(answer(ctx, q).await?);
         }
+        rows.push(peer.run(q)?.1);
         for _ in 0..runs(ARCHIVE_RUNS) {
             for ((_, ctx), t) in sessions.iter().zip(&mut times) {
                 let start = Instant::now();
                 answer(ctx, q).await?;
                 t.push(start.elapsed());
             }
+            times[2].push(peer.run(q)?.0);
         }
-        for (((label, _), t), (o, r)) in sessions.iter().zip(times).zip(out.iter_mut().zip(rows)) {
+        let labels = ["datafusion (served)", "datafusion (files)", "duckdb"];
+        for ((label, t), (o, r)) in labels.iter().zip(times).zip(out.iter_mut().zip(rows)) {
             let m = median(t);
-            eprintln!("  datafusion ({label}) {name}: {}", ms(m));
+            eprintln!("  {label} {name}: {}", ms(m));
             o.push((m, r));
         }
     }
@@ -681,15 +709,17 @@ async fn archive_vs_duckdb(n: i64, catalog: &Catalog) -> Result<(), Error> {
         .await?;
     files.register_table("audit", archived.into_view())?;
     sql::register_derived(&files, Some(catalog)).await?;
-    let [served, files] = time_queries(&served, &files, &queries).await?;
-    let (version, theirs) = duckdb(&dir, &archive_dir, &queries)?;
+    let mut peer = Peer::start(&dir, &archive_dir)?;
+    let [served, files, theirs] = time_queries(&served, &files, &mut peer, &queries).await?;
+    let version = peer.version.clone();
+    drop(peer);
     println!(
         "\n### {n} audit entries in the Parquet archive: DataFusion {} vs DuckDB {version}\n",
         datafusion::DATAFUSION_VERSION
     );
     println!(
-        "median of {} runs after one warm-up; the two DataFusion sessions timed in turn, \
-         run by run; answers compared value for value. served: `audit` as the gateway \
+        "median of {} runs after one warm-up; the two DataFusion sessions and DuckDB timed \
+         in turn, run by run; answers compared value for value. served: `audit` as the gateway \
          registers it (archive UNION ALL live); files: the archive's Parquet files alone, as DuckDB reads them\n",
         runs(ARCHIVE_RUNS)
     );
@@ -698,18 +728,18 @@ async fn archive_vs_duckdb(n: i64, catalog: &Catalog) -> Result<(), Error> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
-    for (((name, _), ((sv, rows), (fl, frows))), peer) in
+    for (((name, _), ((sv, rows), (fl, frows))), (dk, drows)) in
         queries.iter().zip(served.iter().zip(&files)).zip(&theirs)
     {
-        let check = compared(same(rows, &peer.rows).and_then(|()| same(frows, &peer.rows)));
+        let check = compared(same(rows, drows).and_then(|()| same(frows, drows)));
         println!(
             "| {name} | {} | {} | {} | {} | {:.2}× | {:.2}× | {check} |",
             rows.len(),
             ms(*sv),
             ms(*fl),
-            ms(peer.median),
-            ratio(*sv, peer.median),
-            ratio(*fl, peer.median),
+            ms(*dk),
+            ratio(*sv, *dk),
+            ratio(*fl, *dk),
         );
     }
     store.close().await;
