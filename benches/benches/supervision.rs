@@ -641,17 +641,17 @@ async fn time_queries(
     peer: &mut Peer,
     queries: &[(String, String)],
 ) -> Result<[Timed; 3], Error> {
-    let sessions = [("served", served), ("files", files)];
+    let sessions = [served, files];
     let mut out: [Timed; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for (name, q) in queries {
         let mut times: [Vec<Duration>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut rows = Vec::new();
-        for (_, ctx) in sessions {
+        for ctx in sessions {
             rows.push(answer(ctx, q).await?);
         }
         rows.push(peer.run(q)?.1);
         for _ in 0..runs(ARCHIVE_RUNS) {
-            for ((_, ctx), t) in sessions.iter().zip(&mut times) {
+            for (ctx, t) in sessions.iter().zip(&mut times) {
                 let start = Instant::now();
                 answer(ctx, q).await?;
                 t.push(start.elapsed());
