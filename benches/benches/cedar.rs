@@ -1,6 +1,9 @@
 //! Cedar authorization per request: the `query` decision and the field plan of a governed
-//! query, with the shipped policy set and with 1,000 policies. Besides criterion's means,
-//! prints p50/p99 of single decisions (10,000 timed one by one).
+//! query, with the shipped policy set and with 1,000 policies. Each is timed twice:
+//! *decided* (a new operator name every time, so the policy set's memo never has the
+//! answer and Cedar evaluates) and *remembered* (the same request again, answered from
+//! the memo, as a caller's repeated queries are). Besides criterion's means, prints
+//! p50/p99 of single decisions (10,000 timed one by one).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -9,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use paotui_certs::{DeptCode, SystemId, SystemIdentity};
 use paotui_policies::access::{AccessPolicy, Binding};
 use paotui_policies::catalog::Catalog;
-use paotui_policies::cedar::{Policies, SCHEMA, SHIPPED, generated_policies};
+use paotui_policies::cedar::{Policies, SCHEMA, SHIPPED, Who, generated_policies};
 use paotui_policies::ids::ServiceId;
 
 const CATALOG: &str = include_str!("../../examples/catalog.toml");
@@ -65,23 +68,59 @@ fn bench(c: &mut Criterion) {
         return;
     };
 
+    // Distinct operators: every decision is a memo miss (the memo empties itself when
+    // full, so this also pays for that now and then, as a real miss stream would).
+    let operators: Vec<String> = (0..10_000).map(|i| format!("op-{i}")).collect();
+    let who = |i: usize| Who {
+        system: &caller,
+        operator: Some(operators[i % operators.len()].as_str()),
+    };
+    let same = Who {
+        system: &caller,
+        operator: Some("op-same"),
+    };
     let mut g = c.benchmark_group("cedar");
     for (name, p) in [("shipped", &shipped), ("1000_policies", &large)] {
-        g.bench_function(format!("query_decision/{name}"), |b| {
-            b.iter(|| p.query(&caller, service, binding))
+        let governed = |w: Who<'_>| {
+            let _ = p.query(w, service, binding);
+            let _ = p.field_plan(w, service, &fields);
+        };
+        let mut i = 0;
+        g.bench_function(format!("query_decision/{name}/decided"), |b| {
+            b.iter(|| {
+                i += 1;
+                p.query(who(i), service, binding)
+            })
         });
-        g.bench_function(format!("governed_query_policy/{name}"), |b| {
+        g.bench_function(format!("query_decision/{name}/remembered"), |b| {
+            b.iter(|| p.query(same, service, binding))
+        });
+        g.bench_function(format!("governed_query_policy/{name}/decided"), |b| {
+            b.iter(|| {
+                i += 1;
+                governed(who(i))
+            })
+        });
+        g.bench_function(format!("governed_query_policy/{name}/remembered"), |b| {
+            b.iter(|| governed(same))
+        });
+        // The trait path the listing uses (no operator): remembered after the first.
+        g.bench_function(format!("decide_query/{name}/remembered"), |b| {
             b.iter(|| p.decide_query(&caller, service, &fields, binding))
         });
         let (p50, p99) = percentiles(|| {
-            let _ = p.query(&caller, service, binding);
+            i += 1;
+            let _ = p.query(who(i), service, binding);
         });
         let (q50, q99) = percentiles(|| {
-            let _ = p.decide_query(&caller, service, &fields, binding);
+            i += 1;
+            governed(who(i));
         });
+        let (r50, r99) = percentiles(|| governed(same));
         eprintln!(
             "cedar {name} ({} policies): query decision p50 {p50:?} p99 {p99:?}; \
-             query + 3-field plan p50 {q50:?} p99 {q99:?}",
+             query + 3-field plan decided p50 {q50:?} p99 {q99:?}, \
+             remembered p50 {r50:?} p99 {r99:?}",
             p.len()
         );
     }

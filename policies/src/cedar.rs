@@ -6,10 +6,12 @@
 //! against the schema in strict mode; every problem names its file and line, so
 //! `paotui policy check DIR` can print them all.
 //!
-//! Entities are built per request, and only those a decision can reach: the calling
+//! Entities are built per decision, and only those a decision can reach: the calling
 //! system, its department and role, and the resource (a service, field, license type,
 //! matter, case or the audit log) with what its attributes point to. Building them from
-//! the catalog per request keeps no second copy of the catalog to drift.
+//! the catalog per decision keeps no second copy of the catalog to drift. A set
+//! remembers the decisions it has taken, keyed by everything they were built from
+//! (`policies/src/memo.rs`), so a caller's repeated requests are decided once.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -29,6 +31,7 @@ use crate::catalog::{Sensitivity, Service};
 use crate::licenses::LicenseType;
 use crate::mask::Mask;
 use crate::matters::Matter;
+use crate::memo::{Key, Memo};
 use crate::{Error, Result};
 
 /// Context values of a decision are built with this (re-exported so callers need not
@@ -94,6 +97,12 @@ pub struct Policies {
     /// the request is never satisfied and never errors) at a fraction of the cost when
     /// the set is large.
     by_action: HashMap<Action, Slice>,
+    /// Decisions this set has taken, by everything they were computed from (see
+    /// [`crate::memo`]): a governed query repeats the same query decision and field plan
+    /// for every request of a caller. Taking them afresh each time was a third of the
+    /// gateway's CPU per governed query (benches/BENCHMARKS.md, 2026-12-05, night).
+    verdicts: Memo<Verdict>,
+    plans: Memo<FieldPlan>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -466,6 +475,8 @@ impl Policies {
             portals: BTreeSet::new(),
             authorizer: Authorizer::new(),
             by_action,
+            verdicts: Memo::default(),
+            plans: Memo::default(),
         })
     }
 
@@ -473,7 +484,92 @@ impl Policies {
     /// citizen-facing systems may ask who read a citizen's data.
     pub fn with_portals(mut self, portals: BTreeSet<DeptCode>) -> Self {
         self.portals = portals;
+        // Roles are part of every decision: none taken before may be reused.
+        self.verdicts = Memo::default();
+        self.plans = Memo::default();
         self
+    }
+
+    /// How many decisions and field plans are remembered (for tests and benches).
+    pub fn remembered(&self) -> (usize, usize) {
+        (self.verdicts.len(), self.plans.len())
+    }
+
+    /// The asker's part of a memo key: what [`Policies::principal`] builds entities from
+    /// (roles follow from the department and this set's role lists).
+    fn who_key(kind: &str, who: Who<'_>) -> Key {
+        let mut k = Key::new(kind);
+        k.part(who.system.dept.as_str())
+            .part(who.system.system.as_str());
+        match who.operator {
+            Some(op) => k.part("op").part(op),
+            None => k.part("-"),
+        };
+        k
+    }
+
+    /// A service's part of a memo key: every attribute [`Policies::service_entity`] reads.
+    fn service_key(k: &mut Key, s: &Service) {
+        k.part(s.id.as_str())
+            .part(s.owner.as_str())
+            .parts(s.consumers.iter().map(DeptCode::as_str))
+            .parts(s.personal_grants.iter().map(DeptCode::as_str));
+    }
+
+    /// A field's part of a memo key: its name and what its entity and plan read of it
+    /// (sensitivity, mask), or that the service has no such field.
+    fn field_key(k: &mut Key, s: &Service, name: &str) {
+        k.part(name);
+        match s.field(name) {
+            Some(spec) => k
+                .part(sensitivity_name(spec.sensitivity))
+                .part(&format!("{:?}", spec.mask)),
+            None => k.part("?"),
+        };
+    }
+
+    /// The memo key of a decision, or `None` for one not remembered: a case's decision
+    /// reads its status, which moves, and case ids do not repeat the way callers do.
+    fn decision_key(
+        who: Who<'_>,
+        action: Action,
+        resource: &Resource<'_>,
+        context: &[(String, RestrictedExpression)],
+    ) -> Option<Key> {
+        let mut k = Self::who_key("decision", who);
+        k.part(action.name());
+        match *resource {
+            Resource::Service(s) => {
+                k.part("service");
+                Self::service_key(&mut k, s);
+            }
+            Resource::Field(s, name) => {
+                k.part("field");
+                Self::service_key(&mut k, s);
+                Self::field_key(&mut k, s, name);
+            }
+            Resource::LicenseType(t) => {
+                k.part("license_type")
+                    .part(t.code.as_str())
+                    .part(t.issuer.as_str());
+            }
+            Resource::Matter(m) => {
+                k.part("matter")
+                    .part(m.code.as_str())
+                    .part(m.owner.as_str());
+            }
+            Resource::AuditLog => {
+                k.part("audit_log");
+            }
+            Resource::Gateway => {
+                k.part("gateway");
+            }
+            Resource::Case(_) => return None,
+        }
+        // Context values are plain records, strings, booleans and entity ids; their
+        // debug form writes all of it.
+        k.part(&format!("{context:?}"));
+        Some(k)
     }
 
     /// How many policies the set holds.
@@ -663,11 +759,20 @@ impl Policies {
         resource: Resource<'_>,
         context: Vec<(String, RestrictedExpression)>,
     ) -> Result<Verdict> {
+        let who = who.into();
+        let key = Self::decision_key(who, action, &resource, &context);
+        if let Some(v) = key.as_ref().and_then(|k| self.verdicts.get(k)) {
+            return Ok(v);
+        }
         let mut entities = Vec::with_capacity(7);
-        let asker = self.principal(who.into(), &mut entities)?;
+        let asker = self.principal(who, &mut entities)?;
         let resource = self.resource(resource, &mut entities)?;
         let entities = self.entities(entities)?;
-        self.decide(&asker, action, resource, context, &entities)
+        let verdict = self.decide(&asker, action, resource, context, &entities)?;
+        if let Some(k) = key {
+            self.verdicts.put(k, verdict.clone());
+        }
+        Ok(verdict)
     }
 
     /// The schema requests and entities are checked against: in debug builds (every test)
@@ -775,8 +880,24 @@ impl Policies {
         service: &Service,
         fields: &[String],
     ) -> Result<FieldPlan> {
+        let who = who.into();
+        let mut key = Self::who_key("plan", who);
+        Self::service_key(&mut key, service);
+        key.part(&fields.len().to_string());
+        for name in fields {
+            Self::field_key(&mut key, service, name);
+        }
+        if let Some(plan) = self.plans.get(&key) {
+            return Ok(plan);
+        }
+        let plan = self.plan_fields(who, service, fields)?;
+        self.plans.put(key, plan.clone());
+        Ok(plan)
+    }
+
+    fn plan_fields(&self, who: Who<'_>, service: &Service, fields: &[String]) -> Result<FieldPlan> {
         let mut entities = Vec::with_capacity(fields.len() + 5);
-        let asker = self.principal(who.into(), &mut entities)?;
+        let asker = self.principal(who, &mut entities)?;
         let service_uid = Self::service_entity(service, &mut entities)?;
         let mut known = Vec::with_capacity(fields.len());
         for name in fields {
@@ -1159,6 +1280,129 @@ when { context has operator && context.operator == Paotui::Operator::"SC/s1/offi
             }
         }
         assert!(compared > 100, "{compared}");
+    }
+
+    /// A remembered decision is the decision: every query decision and field plan of the
+    /// demo catalog, asked a second time of the same set (from its memo), equals the one a
+    /// second set takes afresh; and a service whose attributes differ under the same id,
+    /// or another operator, is decided again, not served from the memo.
+    #[test]
+    fn remembered_decisions_are_the_decisions() {
+        let cat = catalog();
+        let warm = shipped();
+        let fresh = shipped();
+        let mut asked = 0;
+        for d in cat.departments.keys() {
+            let c = caller(d.as_str());
+            for s in cat.services.values() {
+                let all: Vec<String> = s.fields.iter().map(|f| f.name.clone()).collect();
+                let mut sets = vec![all.clone(), vec!["no_such_field".into()]];
+                sets.extend(all.iter().map(|f| vec![f.clone()]));
+                for fields in sets {
+                    for (required, granted) in [(true, true), (true, false), (false, false)] {
+                        let b = Binding { required, granted };
+                        let first = warm.decide_query(&c, s, &fields, b);
+                        let again = warm.decide_query(&c, s, &fields, b);
+                        assert_eq!(first, again, "{d} {} {fields:?} {b:?}", s.id);
+                        assert_eq!(again, fresh.decide_query(&c, s, &fields, b));
+                        asked += 1;
+                    }
+                }
+            }
+        }
+        assert!(asked > 300, "{asked}");
+        let (verdicts, plans) = warm.remembered();
+        assert!(verdicts > 0 && plans > 0, "{verdicts} {plans}");
+        assert_eq!(warm.remembered(), fresh.remembered());
+
+        // The same id with other attributes, one at a time: the warm set must decide each
+        // copy as a set that never saw the original does, and each copy must change some
+        // decision (so a key that left the attribute out would be caught).
+        let id = crate::ids::ServiceId::parse("population.person").unwrap();
+        let person = &cat.services[&id];
+        let sc = caller("SC");
+        let granted = Binding {
+            required: true,
+            granted: true,
+        };
+        let fields: Vec<String> = person.fields.iter().map(|f| f.name.clone()).collect();
+        let dept = |d: &str| DeptCode::parse(d).unwrap();
+        let mut copies: Vec<(&str, Service)> = Vec::new();
+        let mut c = person.clone();
+        c.consumers.remove(&dept("SC"));
+        copies.push(("SC no longer a consumer", c));
+        let mut c = person.clone();
+        c.consumers.remove(&dept("SC"));
+        c.owner = dept("SC");
+        copies.push(("SC the owner instead", c));
+        let mut c = person.clone();
+        c.personal_grants.insert(dept("SC"));
+        copies.push(("SC granted personal fields", c));
+        let mut c = person.clone();
+        for f in &mut c.fields {
+            f.sensitivity = Sensitivity::Secret;
+        }
+        copies.push(("every field secret", c));
+        let mut c = person.clone();
+        for f in &mut c.fields {
+            f.mask = Some(Mask::Full);
+        }
+        copies.push(("every mask full", c));
+        let before = warm.decide_query(&sc, person, &fields, granted);
+        for (what, copy) in &copies {
+            let got = warm.decide_query(&sc, copy, &fields, granted);
+            let want = shipped().decide_query(&sc, copy, &fields, granted);
+            assert_eq!(got, want, "{what}");
+            assert_ne!(
+                got, before,
+                "{what} changes nothing: the check proves nothing"
+            );
+        }
+    }
+
+    /// The memo keeps decisions per operator and per role set: a banned operator is not
+    /// let through by a decision remembered for a colleague, and giving the set portal
+    /// roles forgets what it decided before.
+    #[test]
+    fn remembered_decisions_follow_the_operator_and_roles() {
+        let p = load(
+            r#"@id("keys-by-officer-01")
+permit (principal, action == Paotui::Action::"read_keys", resource)
+when { context has operator && context.operator == Paotui::Operator::"SC/s1/officer-01" };
+@id("portal-stats")
+permit (principal in Paotui::Role::"portal", action == Paotui::Action::"read_stats", resource);
+"#,
+        )
+        .unwrap();
+        let sc = caller("SC");
+        let ask = |p: &Policies, operator, action| {
+            let resource = if action == Action::ReadStats {
+                Resource::AuditLog
+            } else {
+                Resource::Gateway
+            };
+            p.authorize(
+                Who {
+                    system: &sc,
+                    operator,
+                },
+                action,
+                resource,
+                vec![],
+            )
+            .unwrap()
+            .allowed
+        };
+        for _ in 0..2 {
+            assert!(ask(&p, Some("officer-01"), Action::ReadKeys));
+            assert!(!ask(&p, Some("officer-13"), Action::ReadKeys));
+            assert!(!ask(&p, None, Action::ReadKeys));
+            assert!(!ask(&p, None, Action::ReadStats));
+        }
+        assert!(p.remembered().0 >= 4);
+        let p = p.with_portals(BTreeSet::from([DeptCode::parse("SC").unwrap()]));
+        assert_eq!(p.remembered(), (0, 0));
+        assert!(ask(&p, None, Action::ReadStats), "SC is a portal now");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod ids;
 pub mod licenses;
 pub mod mask;
 pub mod matters;
+mod memo;
 pub mod purpose;
 
 pub use error::{Error, Result};
