@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use paotui_policies::catalog::{ParamValue, positional};
 use rusqlite::types::ValueRef;
@@ -16,6 +17,51 @@ const MAX_CONNECTIONS: usize = 4;
 
 /// How many SQLite VM steps run between deadline checks: a few microseconds of work.
 const PROGRESS_STEPS: i32 = 1_000;
+
+/// How long a short SQLite read may run on the calling task before it is interrupted
+/// and run again in the blocking pool. Handing a lookup by key to a blocking thread and
+/// back cost two thread wake-ups; running the governed query's two lookups here took
+/// about 30% off its CPU (benches/BENCHMARKS.md, 2026-12-05, night, later). A bounded
+/// run keeps the async worker free for others (tokio's guidance is 10–100 µs between
+/// awaits), and a longer read pays only this much twice. Used by this crate's SQLite
+/// source and by the gateway store's case read.
+pub const INLINE_BUDGET: Duration = Duration::from_micros(200);
+
+/// Runs `f` on `conn` here, interrupted once [`INLINE_BUDGET`] has passed and without
+/// waiting for locks: `Some` with its answer if it finished in time, `None` if it must
+/// run again where it may block (it overran, hit a lock, or failed). Restores the
+/// connection's busy timeout (`busy`) either way. One read of a page not in the OS cache
+/// can still wait for the disk: the budget bounds the work, not the device. `f` must only
+/// read, since the caller runs it again after `None`.
+pub fn within_budget<T, E>(
+    conn: &Connection,
+    busy: Duration,
+    f: impl Fn(&Connection) -> std::result::Result<T, E>,
+) -> Option<T> {
+    let overran = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&overran);
+    let deadline = Instant::now() + INLINE_BUDGET;
+    // Every 100 virtual-machine steps: a lookup by key is a few hundred.
+    conn.progress_handler(
+        100,
+        Some(move || {
+            let over = Instant::now() >= deadline;
+            if over {
+                flag.store(true, Ordering::Relaxed);
+            }
+            over
+        }),
+    );
+    let out = match conn.busy_timeout(Duration::ZERO) {
+        Ok(()) => f(conn).ok(),
+        Err(_) => None,
+    };
+    conn.progress_handler(0, None::<fn() -> bool>);
+    if conn.busy_timeout(busy).is_err() {
+        return None;
+    }
+    out.filter(|_| !overran.load(Ordering::Relaxed))
+}
 
 /// A department database in a SQLite file, opened read-only (`SQLITE_OPEN_READONLY` and
 /// `PRAGMA query_only`), so no catalog query can write to it whatever its SQL says.
@@ -62,11 +108,14 @@ impl SqliteSource {
         Ok(src)
     }
 
-    /// Runs `f` on a pooled connection in the blocking pool; SQLite interrupts the
-    /// statement at the deadline.
+    /// Runs `f` on a pooled connection: first on the calling task within
+    /// [`INLINE_BUDGET`] (a lookup by key finishes well inside it), then, if it needs
+    /// longer, hits a lock or fails, again in the blocking pool, where SQLite interrupts
+    /// the statement at its deadline and whose run gives the answer or the error. The
+    /// connection is read-only, so a second run is safe.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+        f: impl Fn(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (name, limits) = (self.name.clone(), self.limits);
         with_timeout(&self.name, self.limits, async move {
@@ -74,13 +123,32 @@ impl SqliteSource {
                 .acquire_owned()
                 .await
                 .map_err(|e| unavailable(&name, e.to_string()))?;
+            let idle = self
+                .inner
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let conn = match idle {
+                Some(conn) => match within_budget(&conn, limits.statement_timeout, &f) {
+                    Some(out) => {
+                        self.inner.give_back(conn);
+                        return Ok(out);
+                    }
+                    None => Some(conn),
+                },
+                None => None,
+            };
             let inner = Arc::clone(&self.inner);
             let deadline = Instant::now() + limits.statement_timeout;
             let task_name = name.clone();
             let task = tokio::task::spawn_blocking(move || {
                 let name = task_name;
                 let _permit = permit;
-                let conn = inner.take(limits).map_err(|e| classify(&name, limits, e))?;
+                let conn = match conn {
+                    Some(c) => c,
+                    None => inner.take(limits).map_err(|e| classify(&name, limits, e))?,
+                };
                 conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
                 let out = f(&conn);
                 conn.progress_handler(0, None::<fn() -> bool>);
@@ -388,5 +456,54 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    const LONG: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+        WHERE x < 2000000) SELECT count(*) AS n FROM c";
+
+    fn count(conn: &Connection, sql: &str) -> rusqlite::Result<i64> {
+        conn.query_row(sql, [], |r| r.get(0))
+    }
+
+    /// A lookup finishes on the calling task; a query longer than the budget is
+    /// interrupted there and leaves the connection as it found it (busy timeout, no
+    /// progress handler), and through `query` it is answered in full by the pool's run.
+    #[tokio::test]
+    async fn a_query_over_the_inline_budget_is_answered_by_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch(
+                "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');",
+            )
+            .unwrap();
+        drop(setup);
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let busy = Duration::from_millis(1234);
+        conn.busy_timeout(busy).unwrap();
+        let short = within_budget(&conn, busy, |c| count(c, "SELECT k FROM t WHERE k = 1"));
+        assert_eq!(short, Some(1));
+        assert_eq!(within_budget(&conn, busy, |c| count(c, LONG)), None);
+        assert_eq!(count(&conn, "PRAGMA busy_timeout").unwrap(), 1234);
+        // No handler left behind: the same query now runs to its end here.
+        assert_eq!(count(&conn, LONG).unwrap(), 2_000_000);
+
+        let src = SqliteSource::open("t", &path, SourceLimits::default())
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let rows = src.query(LONG, &[]).await.unwrap();
+            let n = rows
+                .batch
+                .column(0)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            assert_eq!(n.value(0), 2_000_000);
+            let rows = src
+                .query("SELECT v FROM t WHERE k = :k", &[ParamValue::Integer(1)])
+                .await
+                .unwrap();
+            assert_eq!(rows.batch.column(0).as_string::<i32>().value(0), "a");
+        }
     }
 }

@@ -215,7 +215,7 @@ impl Store {
         let rows = if let Some(readers) = &self.readers {
             let id = id.to_owned();
             readers
-                .run(move |c| {
+                .run_short(move |c| {
                     let mut stmt = c.prepare_cached(SQL)?;
                     let rows = stmt.query_map([&id], |r| Ok(case_row!(r, get)))?;
                     rows.collect::<rusqlite::Result<Vec<_>>>()

@@ -3,6 +3,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use paotui_adapters::within_budget;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{PgPool, Row, SqlitePool};
@@ -152,6 +153,8 @@ const WAL_AUTOCHECKPOINT_PAGES: &str = "20000";
 /// heap) at once; a point read takes microseconds, so waiting for one of a few is cheap.
 const READERS: usize = 4;
 
+const READER_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Plain SQLite connections (rusqlite) for the reads on a governed request's path and
 /// for reading the audit log's entries (table scans page by page, `audit verify`), each
 /// run in tokio's blocking pool: one hand-off per read, where sqlx's SQLite driver passes
@@ -168,31 +171,77 @@ pub(crate) struct Readers {
 }
 
 impl Readers {
+    /// Runs the read `f` on a reader connection in the blocking pool.
     pub(crate) async fn run<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let permit = Arc::clone(&self.permits)
+        let permit = self.permit().await?;
+        self.in_pool(permit, None, f).await
+    }
+
+    /// Runs the short read `f` (a governed request's case read: a few index lookups) on
+    /// a reader connection: first on the calling task within
+    /// [`paotui_adapters::INLINE_BUDGET`] (see [`within_budget`]), then, if
+    /// it needs longer (or fails, or the file is locked), again in the blocking pool,
+    /// whose run gives the answer. `f` only reads (`query_only`), so a second run is safe.
+    pub(crate) async fn run_short<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl Fn(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let permit = self.permit().await?;
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let Some(conn) = idle else {
+            return self.in_pool(permit, None, f).await;
+        };
+        match within_budget(&conn, READER_BUSY_TIMEOUT, &f) {
+            Some(out) => {
+                self.give_back(conn);
+                Ok(out)
+            }
+            None => self.in_pool(permit, Some(conn), f).await,
+        }
+    }
+
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.permits)
             .acquire_owned()
             .await
-            .map_err(|e| Error::Invalid(format!("store readers closed: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("store readers closed: {e}")))
+    }
+
+    /// `f` in the blocking pool on `conn` (or an idle or new connection), holding `permit`.
+    async fn in_pool<T: Send + 'static>(
+        self: &Arc<Self>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        conn: Option<rusqlite::Connection>,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let idle = me.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            let conn = match idle {
+            let idle = || me.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let conn = match conn.or_else(idle) {
                 Some(c) => c,
                 None => me.open()?,
             };
             let out = f(&conn);
-            me.idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(conn);
+            me.give_back(conn);
             Ok(out?)
         })
         .await
         .map_err(|e| Error::Invalid(format!("store read did not finish: {e}")))?
+    }
+
+    fn give_back(&self, conn: rusqlite::Connection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
     }
 
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
@@ -201,7 +250,7 @@ impl Readers {
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        c.busy_timeout(Duration::from_secs(5))?;
+        c.busy_timeout(READER_BUSY_TIMEOUT)?;
         c.pragma_update(None, "query_only", "ON")?;
         Ok(c)
     }
@@ -612,6 +661,38 @@ mod tests {
                 .run(move |c| Ok(c.query_row(&sql, [], |r| r.get::<_, i64>(0))?))
                 .await?;
             assert_eq!(written, want, "writer: {name}");
+        }
+        store.close().await;
+        Ok(())
+    }
+
+    /// A short read (a case read) is answered on the calling task; one longer than the
+    /// budget is interrupted there, leaves the connection as it was (busy timeout, no
+    /// progress handler), and is answered in full by its run in the blocking pool.
+    #[tokio::test]
+    async fn a_short_read_over_its_budget_is_answered_by_the_pool() -> Result<()> {
+        const LONG: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+            WHERE x < 2000000) SELECT count(*) FROM c";
+        let (_dir, store) = sqlite_store().await?;
+        let Some(readers) = store.readers.clone() else {
+            return Err(Error::Invalid("no readers".into()));
+        };
+        let count = |c: &rusqlite::Connection, sql: &str| c.query_row(sql, [], |r| r.get(0));
+        let conn = readers.open()?;
+        assert_eq!(
+            within_budget(&conn, READER_BUSY_TIMEOUT, |c| count(c, "SELECT 7")),
+            Some(7_i64)
+        );
+        let long = within_budget(&conn, READER_BUSY_TIMEOUT, |c| count(c, LONG));
+        assert_eq!(long, None::<i64>);
+        let busy: i64 = count(&conn, "PRAGMA busy_timeout")?;
+        assert_eq!(busy, 5_000);
+        assert_eq!(count(&conn, LONG)?, 2_000_000_i64);
+        for _ in 0..2 {
+            let n: i64 = readers.run_short(move |c| count(c, LONG)).await?;
+            assert_eq!(n, 2_000_000);
+            let n: i64 = readers.run_short(move |c| count(c, "SELECT 7")).await?;
+            assert_eq!(n, 7);
         }
         store.close().await;
         Ok(())
