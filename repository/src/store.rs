@@ -153,13 +153,16 @@ const WAL_AUTOCHECKPOINT_PAGES: &str = "20000";
 /// heap) at once; a point read takes microseconds, so waiting for one of a few is cheap.
 const READERS: usize = 4;
 
+/// How long a reader waits for a lock (rare in WAL mode: readers do not wait for the
+/// writer) before its read fails.
 const READER_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Plain SQLite connections (rusqlite) for the reads on a governed request's path and
-/// for reading the audit log's entries (table scans page by page, `audit verify`), each
-/// run in tokio's blocking pool: one hand-off per read, where sqlx's SQLite driver passes
+/// for reading the audit log's entries (table scans page by page, `audit verify`). Scans
+/// run in tokio's blocking pool, one hand-off per read, where sqlx's SQLite driver passes
 /// the command and then every row between its worker thread and the caller (the largest
-/// share of a governed request's CPU in benches/BENCHMARKS.md, "Where the time goes").
+/// share of a governed request's CPU in benches/BENCHMARKS.md, "Where the time goes");
+/// the case read runs on the request's task first ([`Readers::run_short`]).
 /// WAL lets them read committed data beside the sqlx writer; `query_only` keeps them
 /// from writing.
 #[derive(Debug)]
