@@ -490,8 +490,9 @@ impl Policies {
         self
     }
 
-    /// How many decisions and field plans are remembered (for tests and benches).
-    pub fn remembered(&self) -> (usize, usize) {
+    /// How many decisions and field plans are remembered.
+    #[cfg(test)]
+    fn remembered(&self) -> (usize, usize) {
         (self.verdicts.len(), self.plans.len())
     }
 

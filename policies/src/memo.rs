@@ -91,6 +91,7 @@ impl<V: Clone> Memo<V> {
         map.insert(key.0, value);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         match self.map.read() {
             Ok(g) => g.len(),
