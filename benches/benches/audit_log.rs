@@ -7,7 +7,7 @@
 //! - `inclusion_proof/<kind>/<n>`: inclusion proofs in an n-entry SQLite log (default
 //!   10,000,000; `PAOTUI_BENCH_PROOF_ENTRIES` changes it), built once (SQL insert of
 //!   synthetic entries, then the tree backfill) and kept under the target directory.
-//!   `recent_cached`: a random entry among the newest 524,288, whose tiles are in the
+//!   `recent_cached`: a random entry among the newest 131,072, whose tiles are in the
 //!   node cache (as in a running gateway, which caches what it commits);
 //!   `random_whole_tree_cached`: a random entry of the whole log, with a node cache big
 //!   enough for the whole tree (~65 bytes per entry) and filled before timing;
@@ -35,8 +35,9 @@ use sqlx::Connection;
 const ORIGIN: &str = "paotui.bench/audit";
 const PG_DB: &str = "paotui_bench_audit";
 const VERIFY_ENTRIES: u64 = 200_000;
-/// The newest entries timed as "recent": well inside the default 64 MiB node cache.
-const RECENT: u64 = 1 << 19;
+/// The newest entries timed as "recent": their 512 tiles fill half the default 16 MiB
+/// node cache, as the gateway's start-up preload does.
+const RECENT: u64 = 1 << 17;
 
 type ProofFuture<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = paotui_repository::Result<Vec<tlog::Hash>>> + 'a>,

@@ -233,7 +233,7 @@ pub struct AuditConfig {
     pub checkpoint_interval_ms: u64,
     /// MiB of tree nodes kept in memory so proofs need no store read (the newest
     /// entries' nodes, and those proofs asked for lately). The whole tree takes about
-    /// 65 bytes per entry; 64 MiB holds the newest ~1M entries' nodes.
+    /// 65 bytes per entry; the default 16 MiB holds the newest ~250k entries' nodes.
     pub proof_cache_mb: usize,
 }
 
@@ -246,7 +246,7 @@ impl Default for AuditConfig {
             max_batch: 4096,
             max_wait_us: 0,
             checkpoint_interval_ms: 1_000,
-            proof_cache_mb: 64,
+            proof_cache_mb: 16,
         }
     }
 }

@@ -44,8 +44,11 @@ impl Default for AuditOptions {
             max_batch: 4096,
             max_wait: Duration::ZERO,
             checkpoint_interval: Duration::from_secs(1),
-            // Holds the whole tree of the newest ~1M entries.
-            cache_bytes: 64 << 20,
+            // Holds the whole tree of the newest ~250k entries: the proofs clients ask
+            // for soon after their answer. A busy gateway fills it within minutes, and
+            // 64 MiB put one holding 1,000 connections over its 150 MB memory budget
+            // (benches/BENCHMARKS.md).
+            cache_bytes: 16 << 20,
         }
     }
 }
