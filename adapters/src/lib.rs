@@ -28,4 +28,4 @@ pub use http::{HttpOptions, HttpSource};
 pub use mysql::MySqlSource;
 pub use postgres::PostgresSource;
 pub use source::{BoxFuture, DataSource, Rows, SourceLimits};
-pub use sqlite::{INLINE_BUDGET, SqliteSource, within_budget};
+pub use sqlite::{INLINE_BUDGET, Inline, SqliteSource, inline_first, within_budget};

@@ -63,6 +63,34 @@ pub fn within_budget<T, E>(
     out.filter(|_| !overran.load(Ordering::Relaxed))
 }
 
+/// What [`inline_first`] left for the caller.
+pub enum Inline<T> {
+    /// `f` finished on the calling task; its connection is back in the pool.
+    Done(T),
+    /// `f` must run in the blocking pool, on this connection if one was idle.
+    Retry(Option<Connection>),
+}
+
+/// Takes an idle connection from `idle` (none idle: [`Inline::Retry`]`(None)`) and runs
+/// the read `f` on it here with [`within_budget`], giving the connection back if it
+/// finished. The one inline-first step of every pooled SQLite read.
+pub fn inline_first<T, E>(
+    idle: &Mutex<Vec<Connection>>,
+    busy: Duration,
+    f: impl Fn(&Connection) -> std::result::Result<T, E>,
+) -> Inline<T> {
+    let Some(conn) = idle.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+        return Inline::Retry(None);
+    };
+    match within_budget(&conn, busy, f) {
+        Some(out) => {
+            idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            Inline::Done(out)
+        }
+        None => Inline::Retry(Some(conn)),
+    }
+}
+
 /// A department database in a SQLite file, opened read-only (`SQLITE_OPEN_READONLY` and
 /// `PRAGMA query_only`), so no catalog query can write to it whatever its SQL says.
 ///
@@ -123,21 +151,9 @@ impl SqliteSource {
                 .acquire_owned()
                 .await
                 .map_err(|e| unavailable(&name, e.to_string()))?;
-            let idle = self
-                .inner
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop();
-            let conn = match idle {
-                Some(conn) => match within_budget(&conn, limits.statement_timeout, &f) {
-                    Some(out) => {
-                        self.inner.give_back(conn);
-                        return Ok(out);
-                    }
-                    None => Some(conn),
-                },
-                None => None,
+            let conn = match inline_first(&self.inner.idle, limits.statement_timeout, &f) {
+                Inline::Done(out) => return Ok(out),
+                Inline::Retry(conn) => conn,
             };
             let inner = Arc::clone(&self.inner);
             let deadline = Instant::now() + limits.statement_timeout;
@@ -505,5 +521,19 @@ mod tests {
                 .unwrap();
             assert_eq!(rows.batch.column(0).as_string::<i32>().value(0), "a");
         }
+        // Where each ran: the lookup on this (current-thread) runtime's thread, the long
+        // query's answer on a blocking-pool thread (its interrupted inline run returned
+        // `Ok` here, so this also checks that an overrun is not taken as an answer).
+        let here = std::thread::current().id();
+        let on = src.run(|_| Ok(std::thread::current().id())).await.unwrap();
+        assert_eq!(on, here);
+        let on = src
+            .run(|c| {
+                let _ = count(c, LONG);
+                Ok(std::thread::current().id())
+            })
+            .await
+            .unwrap();
+        assert_ne!(on, here);
     }
 }

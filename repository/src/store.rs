@@ -3,7 +3,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use paotui_adapters::within_budget;
+use paotui_adapters::{Inline, inline_first};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{PgPool, Row, SqlitePool};
@@ -185,7 +185,7 @@ impl Readers {
 
     /// Runs the short read `f` (a governed request's case read: a few index lookups) on
     /// a reader connection: first on the calling task within
-    /// [`paotui_adapters::INLINE_BUDGET`] (see [`within_budget`]), then, if
+    /// [`paotui_adapters::INLINE_BUDGET`] (see [`inline_first`]), then, if
     /// it needs longer (or fails, or the file is locked), again in the blocking pool,
     /// whose run gives the answer. `f` only reads (`query_only`), so a second run is safe.
     pub(crate) async fn run_short<T: Send + 'static>(
@@ -193,20 +193,9 @@ impl Readers {
         f: impl Fn(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
         let permit = self.permit().await?;
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let Some(conn) = idle else {
-            return self.in_pool(permit, None, f).await;
-        };
-        match within_budget(&conn, READER_BUSY_TIMEOUT, &f) {
-            Some(out) => {
-                self.give_back(conn);
-                Ok(out)
-            }
-            None => self.in_pool(permit, Some(conn), f).await,
+        match inline_first(&self.idle, READER_BUSY_TIMEOUT, &f) {
+            Inline::Done(out) => Ok(out),
+            Inline::Retry(conn) => self.in_pool(permit, conn, f).await,
         }
     }
 
@@ -674,6 +663,7 @@ mod tests {
     /// progress handler), and is answered in full by its run in the blocking pool.
     #[tokio::test]
     async fn a_short_read_over_its_budget_is_answered_by_the_pool() -> Result<()> {
+        use paotui_adapters::within_budget;
         const LONG: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
             WHERE x < 2000000) SELECT count(*) FROM c";
         let (_dir, store) = sqlite_store().await?;
@@ -697,6 +687,17 @@ mod tests {
             let n: i64 = readers.run_short(move |c| count(c, "SELECT 7")).await?;
             assert_eq!(n, 7);
         }
+        // Where each ran: the short read on this (current-thread) runtime's thread, the
+        // long one's answer on a blocking-pool thread.
+        let here = std::thread::current().id();
+        let on = readers
+            .run_short(|_| Ok(std::thread::current().id()))
+            .await?;
+        assert_eq!(on, here);
+        let on = readers
+            .run_short(move |c| count(c, LONG).map(|_: i64| std::thread::current().id()))
+            .await?;
+        assert_ne!(on, here);
         store.close().await;
         Ok(())
     }
