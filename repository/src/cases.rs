@@ -212,7 +212,7 @@ impl Store {
             UNION ALL SELECT 'matter', matter, owner, deadline, NULL, NULL, NULL, NULL, \
               NULL, NULL, NULL FROM case_matters WHERE case_id = $1 \
             ORDER BY part, a, b";
-        let rows = if let Some(readers) = &self.readers {
+        let rows = if let Some(readers) = self.readers() {
             let id = id.to_owned();
             readers
                 .run_short(move |c| {

@@ -19,13 +19,13 @@ use crate::{Error, Result};
 macro_rules! on_pool {
     ($store:expr, $p:ident => $body:expr) => {
         match &$store.backend {
-            crate::store::Backend::Sqlite($p) => $body,
+            crate::store::Backend::Sqlite($p, _) => $body,
             crate::store::Backend::Postgres($p) => $body,
         }
     };
     ($store:expr, $p:ident, $db:ident => $body:expr) => {
         match &$store.backend {
-            crate::store::Backend::Sqlite($p) => {
+            crate::store::Backend::Sqlite($p, _) => {
                 #[allow(unused)]
                 type $db = sqlx::Sqlite;
                 $body
@@ -70,18 +70,26 @@ macro_rules! stored_row {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {
-    Sqlite(SqlitePool),
+    /// A SQLite file: the sqlx pool (migrations, small writes) and, always beside it,
+    /// the file's own rusqlite connections.
+    Sqlite(SqlitePool, Arc<Local>),
     Postgres(PgPool),
+}
+
+/// A SQLite file store's rusqlite connections. Part of [`Backend::Sqlite`], so a SQLite
+/// store without them cannot be built.
+#[derive(Debug)]
+pub(crate) struct Local {
+    /// Plain connections for the read every governed request makes.
+    pub(crate) readers: Arc<Readers>,
+    /// The audit log's own writer connection.
+    pub(crate) writer: Writer,
 }
 
 /// The gateway's store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) backend: Backend,
-    /// SQLite only: plain connections for the read every governed request makes.
-    pub(crate) readers: Option<Arc<Readers>>,
-    /// SQLite only: the audit log's own writer connection.
-    pub(crate) writer: Option<Arc<Writer>>,
 }
 
 /// The connection the audit sequencer commits its batches on (SQLite file stores). The
@@ -256,8 +264,6 @@ impl Store {
     /// Opens (creating if needed) and migrates the store at `url`:
     /// `sqlite://path/to/store.db` or `postgres://…`.
     pub async fn open(url: &str) -> Result<Store> {
-        let mut readers = None;
-        let mut writer = None;
         let backend = if let Some(path) = url.strip_prefix("sqlite://") {
             let opts = SQLITE_PRAGMAS.iter().fold(
                 SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
@@ -282,13 +288,13 @@ impl Store {
                     "the SQLite store {url:?} is not a file; give a path (sqlite://path/to/paotui.db)"
                 )));
             }
-            writer = Some(Arc::new(Writer::open(&file)?));
-            readers = Some(Arc::new(Readers {
+            let writer = Writer::open(&file)?;
+            let readers = Arc::new(Readers {
                 path: file,
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(READERS)),
-            }));
-            Backend::Sqlite(pool)
+            });
+            Backend::Sqlite(pool, Arc::new(Local { readers, writer }))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -301,16 +307,20 @@ impl Store {
         } else {
             return Err(Error::BadUrl(url.to_owned()));
         };
-        Ok(Store {
-            backend,
-            readers,
-            writer,
-        })
+        Ok(Store { backend })
+    }
+
+    /// A SQLite file's rusqlite readers (`None` on PostgreSQL).
+    pub(crate) fn readers(&self) -> Option<&Arc<Readers>> {
+        match &self.backend {
+            Backend::Sqlite(_, local) => Some(&local.readers),
+            Backend::Postgres(_) => None,
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
-            Backend::Sqlite(_) => "sqlite",
+            Backend::Sqlite(..) => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
     }
@@ -318,24 +328,28 @@ impl Store {
     /// Is the store reachable and answering?
     pub async fn ping(&self) -> Result<()> {
         match &self.backend {
-            Backend::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
+            Backend::Sqlite(p, _) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
             Backend::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
         }
         Ok(())
     }
 
     pub async fn close(&self) {
-        if let Some(r) = &self.readers {
-            r.idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
-        }
-        if let Some(w) = &self.writer {
-            *w.conn.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        }
         match &self.backend {
-            Backend::Sqlite(p) => p.close().await,
+            Backend::Sqlite(p, local) => {
+                local
+                    .readers
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+                *local
+                    .writer
+                    .conn
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+                p.close().await
+            }
             Backend::Postgres(p) => p.close().await,
         }
     }
@@ -343,7 +357,7 @@ impl Store {
     /// Number of entries in the log.
     pub async fn audit_len(&self) -> Result<u64> {
         let n: i64 = match &self.backend {
-            Backend::Sqlite(p) => {
+            Backend::Sqlite(p, _) => {
                 sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries")
                     .fetch_one(p)
                     .await?
@@ -423,7 +437,7 @@ impl Store {
     /// pool: one hand-off per call, where sqlx's SQLite driver passes every row through
     /// its worker thread's channel (a full scan of the log is pages of these).
     async fn audit_rows(&self, sql: String, binds: Vec<i64>) -> Result<Vec<AuditEntry>> {
-        if let Some(readers) = &self.readers {
+        if let Some(readers) = self.readers() {
             let rows = readers
                 .run(move |c| {
                     let mut stmt = c.prepare_cached(&sql)?;
@@ -626,12 +640,10 @@ mod tests {
     #[tokio::test]
     async fn sqlite_connections_checkpoint_at_the_raised_mark() -> Result<()> {
         let (_dir, store) = sqlite_store().await?;
-        let Backend::Sqlite(pool) = &store.backend else {
+        let Backend::Sqlite(pool, local) = &store.backend else {
             return Err(Error::Invalid("not a SQLite store".into()));
         };
-        let Some(w) = store.writer.clone() else {
-            return Err(Error::Invalid("no audit writer".into()));
-        };
+        let w = &local.writer;
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(pool)
             .await?;
@@ -667,7 +679,7 @@ mod tests {
         const LONG: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
             WHERE x < 2000000) SELECT count(*) FROM c";
         let (_dir, store) = sqlite_store().await?;
-        let Some(readers) = store.readers.clone() else {
+        let Some(readers) = store.readers().cloned() else {
             return Err(Error::Invalid("no readers".into()));
         };
         let count = |c: &rusqlite::Connection, sql: &str| c.query_row(sql, [], |r| r.get(0));
@@ -708,7 +720,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_audit_reads_go_through_the_readers() -> Result<()> {
         let (_dir, store) = sqlite_store().await?;
-        let Backend::Sqlite(pool) = &store.backend else {
+        let Backend::Sqlite(pool, _) = &store.backend else {
             return Err(Error::Invalid("not a SQLite store".into()));
         };
         // Every column a different value, so a column read into the wrong field fails.

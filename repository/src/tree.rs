@@ -429,18 +429,14 @@ impl Store {
         checkpoint: Option<StoredCheckpoint>,
     ) -> Result<()> {
         let first_i = to_i64(first)?;
-        let p = match (&self.backend, &self.writer) {
-            (Backend::Sqlite(_), Some(w)) => {
-                return w
+        let p = match &self.backend {
+            Backend::Sqlite(_, local) => {
+                return local
+                    .writer
                     .run(move |c| commit_sqlite(c, first_i, &entries, &nodes, checkpoint.as_ref()))
                     .await;
             }
-            (Backend::Sqlite(_), None) => {
-                return Err(Error::Invalid(
-                    "this SQLite store has no audit writer".into(),
-                ));
-            }
-            (Backend::Postgres(p), _) => p,
+            Backend::Postgres(p) => p,
         };
         let (fields, decisions) = entry_json(&entries)?;
         let mut tx = p.begin().await?;
