@@ -21,6 +21,12 @@ use crate::cache::TreeCache;
 use crate::tree::{ProofParts, StoredCheckpoint};
 use crate::{Error, Result, Store};
 
+/// Most tree nodes one preload query reads. One query per level held all ~260k nodes of
+/// the default cache's start-up preload as rows at once, and the allocator kept most of
+/// that resident after it was freed: a gateway with 1,000 connections peaked 9–16 MB
+/// higher (BENCHMARKS.md, "2026-12-06, morning").
+const PRELOAD_CHUNK: u64 = 8192;
+
 /// How the sequencer batches and checkpoints.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
@@ -186,9 +192,9 @@ impl AuditLog {
         Ok(log)
     }
 
-    /// Reads the tree nodes over the newest `leaves` entries into the node cache (one
-    /// range read per level), so that their proofs need no store read. Returns how many
-    /// nodes were read.
+    /// Reads the tree nodes over the newest `leaves` entries into the node cache (range
+    /// reads of at most [`PRELOAD_CHUNK`] nodes per level), so that their proofs need no
+    /// store read. Returns how many nodes were read.
     pub async fn preload(&self, leaves: u64) -> Result<usize> {
         let size = self.checkpoint().checkpoint.size;
         let from = size.saturating_sub(leaves);
@@ -198,15 +204,20 @@ impl AuditLog {
             if to == 0 {
                 break;
             }
-            let nodes: Vec<(NodeId, Hash)> = self
-                .store
-                .tree_level(level, from >> level, to)
-                .await?
-                .into_iter()
-                .map(|(index, h)| (NodeId { level, index }, h))
-                .collect();
-            total += nodes.len();
-            self.cache.insert(&nodes);
+            let mut start = from >> level;
+            while start < to {
+                let end = to.min(start.saturating_add(PRELOAD_CHUNK));
+                let nodes: Vec<(NodeId, Hash)> = self
+                    .store
+                    .tree_level(level, start, end)
+                    .await?
+                    .into_iter()
+                    .map(|(index, h)| (NodeId { level, index }, h))
+                    .collect();
+                total += nodes.len();
+                self.cache.insert(&nodes);
+                start = end;
+            }
         }
         Ok(total)
     }

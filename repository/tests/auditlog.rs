@@ -155,6 +155,47 @@ async fn proofs_from_the_stored_tree_verify_on_both_backends() {
     }
 }
 
+/// The start-up preload reads each tree level a chunk of rows at a time (8,192 nodes per
+/// query): over a log whose bottom level spans two chunks it reads every node once, and
+/// with its store closed the log answers every proof from what it read.
+#[tokio::test]
+async fn a_preload_reads_every_node_once_across_its_chunks() {
+    for b in Backend::all().await {
+        let n = 9000u64;
+        let (_, key) = filled(&b, n as usize).await;
+        let leaves: Vec<tlog::Hash> = b
+            .store
+            .audit_range(0, n)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.entry.leaf_hash())
+            .collect();
+        let own = Store::open(&b.url).await.unwrap();
+        let warm = AuditLog::open(
+            own.clone(),
+            key,
+            AuditOptions {
+                cache_bytes: 4 << 20,
+                ..opts()
+            },
+        )
+        .await
+        .unwrap();
+        let read = warm.preload(n).await.unwrap() as u64;
+        // Level l holds n >> l whole subtrees.
+        let stored: u64 = (0..64).map(|l| n >> l).sum();
+        assert_eq!(read, stored);
+        own.close().await;
+        let root = tlog::root_of(&leaves);
+        for index in (0..n).step_by(331).chain([8191, 8192, n - 1]) {
+            let p = warm.inclusion_proof(index, n).await.unwrap();
+            tlog::verify_inclusion(index, n, &leaves[index as usize], &p, &root).unwrap();
+        }
+        b.done().await;
+    }
+}
+
 #[tokio::test]
 async fn proofs_come_from_the_node_cache_or_read_what_it_misses_and_match_the_store() {
     for b in Backend::all().await {
