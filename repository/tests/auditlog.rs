@@ -104,6 +104,17 @@ async fn filled(b: &Backend, n: usize) -> (AuditLog, Arc<GatewayKey>) {
     (log, key)
 }
 
+/// The leaf hashes of the log's first `n` entries, as stored.
+async fn leaf_hashes(store: &Store, n: u64) -> Vec<tlog::Hash> {
+    store
+        .audit_range(0, n)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.entry.leaf_hash())
+        .collect()
+}
+
 async fn check(b: &Backend, key: &GatewayKey) -> paotui_repository::verify::Report {
     let v = NoteVerifier::for_key(ORIGIN, key).unwrap();
     verify(&b.store, &v, None, &mut |_, _| {}).await.unwrap()
@@ -113,14 +124,7 @@ async fn check(b: &Backend, key: &GatewayKey) -> paotui_repository::verify::Repo
 async fn proofs_from_the_stored_tree_verify_on_both_backends() {
     for b in Backend::all().await {
         let (log, key) = filled(&b, 70).await;
-        let leaves: Vec<tlog::Hash> = b
-            .store
-            .audit_range(0, 70)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.entry.leaf_hash())
-            .collect();
+        let leaves = leaf_hashes(&b.store, 70).await;
         // The signed checkpoint opens with the published verifier key and names the root.
         let cp = log.checkpoint();
         let v = NoteVerifier::parse(log.verifier_key()).unwrap();
@@ -163,14 +167,7 @@ async fn a_preload_reads_every_node_once_across_its_chunks() {
     for b in Backend::all().await {
         let n = 9000u64;
         let (_, key) = filled(&b, n as usize).await;
-        let leaves: Vec<tlog::Hash> = b
-            .store
-            .audit_range(0, n)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.entry.leaf_hash())
-            .collect();
+        let leaves = leaf_hashes(&b.store, n).await;
         let own = Store::open(&b.url).await.unwrap();
         let warm = AuditLog::open(
             own.clone(),
@@ -229,14 +226,7 @@ async fn proofs_come_from_the_node_cache_or_read_what_it_misses_and_match_the_st
         )
         .await
         .unwrap();
-        let leaves: Vec<tlog::Hash> = b
-            .store
-            .audit_range(0, n)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.entry.leaf_hash())
-            .collect();
+        let leaves = leaf_hashes(&b.store, n).await;
         let cases = [
             (0u64, n),
             (255, 256),
