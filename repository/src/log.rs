@@ -24,7 +24,7 @@ use crate::{Error, Result, Store};
 /// Most tree nodes one preload query reads. One query per level held all ~260k nodes of
 /// the default cache's start-up preload as rows at once, and the allocator kept most of
 /// that resident after it was freed: a gateway with 1,000 connections peaked 9–16 MB
-/// higher (BENCHMARKS.md, "2026-12-06, morning").
+/// higher (BENCHMARKS.md, "2026-12-06 (morning), memory against the request rate").
 const PRELOAD_CHUNK: u64 = 8192;
 
 /// How the sequencer batches and checkpoints.

@@ -161,7 +161,8 @@ async fn proofs_from_the_stored_tree_verify_on_both_backends() {
 
 /// The start-up preload reads each tree level a chunk of rows at a time (8,192 nodes per
 /// query): over a log whose bottom level spans two chunks it reads every node once, and
-/// with its store closed the log answers every proof from what it read.
+/// with its store closed the log answers every proof from what it read (the log's own
+/// start-up preload runs the same code; the count is this call's own).
 #[tokio::test]
 async fn a_preload_reads_every_node_once_across_its_chunks() {
     for b in Backend::all().await {
