@@ -21,11 +21,12 @@ use crate::cache::TreeCache;
 use crate::tree::{ProofParts, StoredCheckpoint};
 use crate::{Error, Result, Store};
 
-/// Most tree nodes one preload query reads. One query per level held all ~260k nodes of
-/// the default cache's start-up preload as rows at once, and the allocator kept most of
-/// that resident after it was freed: a gateway with 1,000 connections peaked 9–16 MB
-/// higher (BENCHMARKS.md, "2026-12-06 (morning), memory against the request rate").
-const PRELOAD_CHUNK: u64 = 8192;
+/// Most leaves whose tree nodes (about twice as many) one preload query reads. One query
+/// for all ~260k nodes of the default cache's start-up preload held them as rows at once,
+/// and the allocator kept most of that resident after it was freed: a gateway with 1,000
+/// connections peaked 9–16 MB higher (BENCHMARKS.md, "2026-12-06 (morning), memory
+/// against the request rate").
+const PRELOAD_LEAVES: u64 = 4096;
 
 /// How the sequencer batches and checkpoints.
 #[derive(Debug, Clone)]
@@ -132,7 +133,7 @@ async fn backfill(store: &Store) -> Result<u64> {
                 }
                 f.push(r.entry.leaf_hash(), |id, h| nodes.push((id, *h)));
             }
-            store.write_nodes(&nodes).await?;
+            store.write_nodes(at, rows.len(), &nodes).await?;
             at = to;
         }
     }
@@ -192,32 +193,19 @@ impl AuditLog {
         Ok(log)
     }
 
-    /// Reads the tree nodes over the newest `leaves` entries into the node cache (range
-    /// reads of at most [`PRELOAD_CHUNK`] nodes per level), so that their proofs need no
+    /// Reads the tree nodes over the newest `leaves` entries into the node cache (the
+    /// nodes of at most [`PRELOAD_LEAVES`] leaves per query), so that their proofs need no
     /// store read. Returns how many nodes were read.
     pub async fn preload(&self, leaves: u64) -> Result<usize> {
         let size = self.checkpoint().checkpoint.size;
-        let from = size.saturating_sub(leaves);
+        let mut at = size.saturating_sub(leaves);
         let mut total = 0;
-        for level in 0..64u8 {
-            let to = size >> level;
-            if to == 0 {
-                break;
-            }
-            let mut start = from >> level;
-            while start < to {
-                let end = to.min(start.saturating_add(PRELOAD_CHUNK));
-                let nodes: Vec<(NodeId, Hash)> = self
-                    .store
-                    .tree_level(level, start, end)
-                    .await?
-                    .into_iter()
-                    .map(|(index, h)| (NodeId { level, index }, h))
-                    .collect();
-                total += nodes.len();
-                self.cache.insert(&nodes);
-                start = end;
-            }
+        while at < size {
+            let end = size.min(at.saturating_add(PRELOAD_LEAVES));
+            let nodes = self.store.tree_made(at, end).await?;
+            total += nodes.len();
+            self.cache.insert(&nodes);
+            at = end;
         }
         Ok(total)
     }

@@ -1,9 +1,11 @@
 //! The audit log's stored Merkle tree: batch commits of entries with their tree nodes,
 //! node reads, proofs and checkpoints, on both backends.
 //!
-//! Every perfect subtree hash is a row of `audit_tree`, so an inclusion or consistency
-//! proof is one query for O(log n) rows (RFC 9162 proofs are made of at most one
-//! non-perfect subtree per level, each a fold of perfect ones), never a rebuild.
+//! Every perfect subtree hash is stored, so an inclusion or consistency proof is one
+//! query for O(log n) nodes (RFC 9162 proofs are made of at most one non-perfect subtree
+//! per level, each a fold of perfect ones), never a rebuild. The hashes are numbered in
+//! the order appending makes them ([`node_seq`]) and stored 64 to a row of `audit_nodes`
+//! (migration 0010), so an append of n entries writes about n/32 rows, not 2n.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -18,29 +20,160 @@ use crate::{Error, Result, Store};
 // A fixed advisory-lock key serialises appenders across gateway nodes on PostgreSQL.
 const PG_AUDIT_LOCK: i64 = 0x7061_6f74_7569; // "paotui"
 
-// Tree rows per INSERT when the tree of an older log is built. Chunks of this size and
-// then powers of two, so a handful of statement shapes are prepared once and reused (a
-// new shape per size costs a re-parse of a large statement); 3 binds per row stays far
-// under SQLite's and PostgreSQL's bind limits.
-const NODE_ROWS: usize = 256;
+/// Node hashes per row of `audit_nodes` (migration 0010): 2 KiB, so a row fits in one
+/// SQLite page, and a proof's ~24 nodes read ~24 small rows.
+pub(crate) const PAGE_NODES: u64 = 64;
 
-/// Splits `items` into runs of `max`, then the rest into descending powers of two.
-fn chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = (usize, &[T])> {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let left = items.len() - at;
-        if left == 0 {
-            return None;
-        }
-        let n = if left >= max {
-            max
+/// How many nodes the tree of `size` leaves stores: every perfect subtree, 2n − popcount(n).
+pub(crate) fn node_count(size: u64) -> u64 {
+    size.saturating_mul(2) - u64::from(size.count_ones())
+}
+
+/// The number of `id` in the order appending makes nodes ([`Frontier::push`] reports
+/// them in it): after every node of the leaves before `m`, the last leaf `id` covers,
+/// then by level. `None` for an id beyond any tree.
+pub(crate) fn node_seq(id: NodeId) -> Option<u64> {
+    let span = 1u64.checked_shl(u32::from(id.level))?;
+    let last = id.index.checked_add(1)?.checked_mul(span)? - 1;
+    Some(node_count(last) + u64::from(id.level))
+}
+
+/// The most leaves whose nodes fit in `count` stored nodes.
+pub(crate) fn leaves_of(count: u64) -> u64 {
+    // node_count(n) lies in [n, 2n], so n lies in [count / 2, count].
+    let (mut lo, mut hi) = (count / 2, count);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if node_count(mid) <= count {
+            lo = mid;
         } else {
-            1 << (usize::BITS - 1 - left.leading_zeros())
-        };
-        let start = at;
-        at += n;
-        Some((start, &items[start..at]))
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+/// The nodes leaves `from..to` make, in making order: each leaf, then the subtrees it
+/// completes (leaf `m` completes as many levels as `m` has trailing one bits).
+pub(crate) fn made_by(from: u64, to: u64) -> impl Iterator<Item = NodeId> {
+    (from..to).flat_map(|m| {
+        (0..=m.trailing_ones() as u8).map(move |level| NodeId {
+            level,
+            index: m >> level,
+        })
     })
+}
+
+/// One row write of a run of nodes: `bytes` go to `page`, which already holds `have`
+/// bytes (0: a new row).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PageWrite {
+    pub(crate) page: i64,
+    pub(crate) have: i64,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// How the nodes numbered from `seq` land on pages: the rest of a partly filled page
+/// first, then new pages.
+pub(crate) fn page_writes(seq: u64, hashes: &[Hash]) -> Result<Vec<PageWrite>> {
+    let mut out = Vec::new();
+    let (mut at, mut rest) = (seq, hashes);
+    while !rest.is_empty() {
+        let room = PAGE_NODES - at % PAGE_NODES;
+        let n = rest.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let (now, later) = rest.split_at(n);
+        out.push(PageWrite {
+            page: to_i64(at / PAGE_NODES)?,
+            have: to_i64(at % PAGE_NODES * 32)?,
+            bytes: now.concat(),
+        });
+        at += n as u64;
+        rest = later;
+    }
+    Ok(out)
+}
+
+/// A page write that found its row not ending where the tree does.
+fn tree_out_of_step(page: i64) -> Error {
+    Error::Invalid(format!(
+        "audit tree page {page} does not end where the tree does; run `paotui audit verify`"
+    ))
+}
+
+const PAGE_INSERT: &str = "INSERT INTO audit_nodes (page, hashes) VALUES ($1, $2)";
+/// Appends to a partly filled page, only when it holds exactly what the tree expects.
+/// (SQLite's `||` makes text of two blobs, whose `length` stops at a zero byte; the cast
+/// keeps a blob.)
+const PAGE_EXTEND: &str = "UPDATE audit_nodes SET hashes = CAST(hashes || $1 AS BLOB) \
+     WHERE page = $2 AND length(hashes) = $3";
+
+/// Writes the nodes numbered from `seq` in an open SQLite transaction.
+fn write_pages_sqlite(tx: &rusqlite::Transaction<'_>, seq: u64, hashes: &[Hash]) -> Result<()> {
+    for w in page_writes(seq, hashes)? {
+        if w.have == 0 {
+            tx.prepare_cached(PAGE_INSERT)?
+                .execute(rusqlite::params![w.page, w.bytes])?;
+        } else {
+            let n = tx
+                .prepare_cached(PAGE_EXTEND)?
+                .execute(rusqlite::params![w.bytes, w.page, w.have])?;
+            if n != 1 {
+                return Err(tree_out_of_step(w.page));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the nodes numbered from `seq` in an open PostgreSQL transaction: the partly
+/// filled page, then every new page in one statement.
+async fn write_pages_pg(tx: &mut sqlx::PgConnection, seq: u64, hashes: &[Hash]) -> Result<()> {
+    let (mut pages, mut bytes) = (Vec::new(), Vec::new());
+    for w in page_writes(seq, hashes)? {
+        if w.have == 0 {
+            pages.push(w.page);
+            bytes.push(w.bytes);
+        } else {
+            let n = sqlx::query(
+                "UPDATE audit_nodes SET hashes = hashes || $1 \
+                 WHERE page = $2 AND length(hashes) = $3::int8",
+            )
+            .bind(w.bytes)
+            .bind(w.page)
+            .bind(w.have)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n != 1 {
+                return Err(tree_out_of_step(w.page));
+            }
+        }
+    }
+    if !pages.is_empty() {
+        sqlx::query(
+            "INSERT INTO audit_nodes (page, hashes) \
+             SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
+        )
+        .bind(pages)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Checks that a batch's `nodes` are exactly those its leaves make after the `first`
+/// (they are written by number, so a gap or extra node would shift every later one).
+fn nodes_in_order(first: u64, entries: usize, nodes: &[(NodeId, Hash)]) -> Result<Vec<Hash>> {
+    let end = first + entries as u64;
+    let fits = nodes.len() as u64 == node_count(end) - node_count(first)
+        && nodes.iter().map(|(id, _)| *id).eq(made_by(first, end));
+    if !fits {
+        return Err(Error::Invalid(
+            "a batch's tree nodes are not the ones its entries make".into(),
+        ));
+    }
+    Ok(nodes.iter().map(|(_, h)| *h).collect())
 }
 
 /// A signed checkpoint as stored.
@@ -64,23 +197,6 @@ fn to_u64(v: i64) -> Result<u64> {
 fn to_hash(v: Vec<u8>) -> Result<Hash> {
     v.try_into()
         .map_err(|_| Error::Invalid("stored hash is not 32 bytes".into()))
-}
-
-/// Inserts tree nodes inside an open transaction, in chunks.
-macro_rules! insert_nodes {
-    ($tx:ident, $db:ident, $nodes:expr) => {
-        for (_, chunk) in chunks($nodes, NODE_ROWS) {
-            let rows: Vec<(i32, i64, Vec<u8>)> = chunk
-                .iter()
-                .map(|(id, h)| Ok((i32::from(id.level), to_i64(id.index)?, h.to_vec())))
-                .collect::<Result<_>>()?;
-            let mut q = QueryBuilder::<$db>::new("INSERT INTO audit_tree (level, idx, hash) ");
-            q.push_values(rows, |mut b, (l, i, h)| {
-                b.push_bind(l).push_bind(i).push_bind(h);
-            });
-            q.build().execute(&mut *$tx).await?;
-        }
-    };
 }
 
 /// Where the log ends: one past the highest stored entry.
@@ -271,13 +387,8 @@ fn commit_sqlite(
                 .execute([full])?;
         }
     }
-    {
-        let mut ins =
-            tx.prepare_cached("INSERT INTO audit_tree (level, idx, hash) VALUES (?1, ?2, ?3)")?;
-        for (id, h) in nodes {
-            ins.execute(params![id.level, to_i64(id.index)?, &h[..]])?;
-        }
-    }
+    let hashes = nodes_in_order(to_u64(first)?, entries.len(), nodes)?;
+    write_pages_sqlite(&tx, node_count(to_u64(first)?), &hashes)?;
     if let Some(cp) = checkpoint {
         tx.prepare_cached(CHECKPOINT_INSERT)?.execute(params![
             to_i64(cp.tree_size)?,
@@ -299,9 +410,14 @@ impl Store {
 
     /// The number of leaves in the stored tree.
     pub async fn tree_size(&self) -> Result<u64> {
-        let sql = "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tree WHERE level = 0";
-        let n: i64 = on_pool!(self, p, DB => sqlx::query_scalar(sql).fetch_one(p).await?);
-        to_u64(n)
+        let sql = "SELECT page, CAST(length(hashes) AS BIGINT) FROM audit_nodes \
+                   ORDER BY page DESC LIMIT 1";
+        let last: Option<(i64, i64)> =
+            on_pool!(self, p, DB => sqlx::query_as(sql).fetch_optional(p).await?);
+        Ok(match last {
+            None => 0,
+            Some((page, bytes)) => leaves_of(to_u64(page)? * PAGE_NODES + to_u64(bytes)? / 32),
+        })
     }
 
     /// The stored hashes of `ids`, in order. A missing node is an error (the tree is
@@ -310,57 +426,82 @@ impl Store {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let mut wanted: Vec<NodeId> = ids.to_vec();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let rows: Vec<(i32, i64, Vec<u8>)> = on_pool!(self, p, DB => {
-            let mut q = QueryBuilder::<DB>::new("SELECT level, idx, hash FROM audit_tree WHERE ");
-            let mut sep = q.separated(" OR ");
-            for id in &wanted {
-                sep.push("(level = ");
-                sep.push_bind_unseparated(i32::from(id.level));
-                sep.push_unseparated(" AND idx = ");
-                sep.push_bind_unseparated(to_i64(id.index)?);
-                sep.push_unseparated(")");
+        let missing = |id: &NodeId| {
+            Error::Invalid(format!(
+                "audit tree node (level {}, index {}) is missing; run `paotui audit verify`",
+                id.level, id.index
+            ))
+        };
+        let seqs: Vec<u64> = ids
+            .iter()
+            .map(|id| node_seq(*id).ok_or_else(|| missing(id)))
+            .collect::<Result<_>>()?;
+        let mut pages: Vec<i64> = seqs
+            .iter()
+            .map(|s| to_i64(s / PAGE_NODES))
+            .collect::<Result<_>>()?;
+        pages.sort_unstable();
+        pages.dedup();
+        let rows: Vec<(i64, Vec<u8>)> = on_pool!(self, p, DB => {
+            let mut q =
+                QueryBuilder::<DB>::new("SELECT page, hashes FROM audit_nodes WHERE page IN (");
+            let mut sep = q.separated(", ");
+            for page in &pages {
+                sep.push_bind(*page);
             }
+            q.push(")");
             q.build_query_as().fetch_all(p).await?
         });
-        let mut found: HashMap<NodeId, Hash> = HashMap::with_capacity(rows.len());
-        for (level, idx, hash) in rows {
-            let level = u8::try_from(level)
-                .map_err(|_| Error::Invalid(format!("stored tree level {level}")))?;
-            found.insert(
-                NodeId {
-                    level,
-                    index: to_u64(idx)?,
-                },
-                to_hash(hash)?,
-            );
-        }
+        let found: HashMap<i64, Vec<u8>> = rows.into_iter().collect();
         ids.iter()
-            .map(|id| {
-                found.get(id).copied().ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "audit tree node (level {}, index {}) is missing; run `paotui audit verify`",
-                        id.level, id.index
-                    ))
-                })
+            .zip(seqs)
+            .map(|(id, s)| {
+                let at = usize::try_from(s % PAGE_NODES).unwrap_or(usize::MAX) * 32;
+                found
+                    .get(&to_i64(s / PAGE_NODES)?)
+                    .and_then(|b| b.get(at..at + 32))
+                    .and_then(|h| Hash::try_from(h).ok())
+                    .ok_or_else(|| missing(id))
             })
             .collect()
     }
 
-    /// Stored nodes of one level with `from <= index < to`, in index order.
-    pub async fn tree_level(&self, level: u8, from: u64, to: u64) -> Result<Vec<(u64, Hash)>> {
-        let (level, from, to) = (i32::from(level), to_i64(from)?, to_i64(to)?);
+    /// The stored nodes numbered `from..to` (in making order), as far as they are stored
+    /// without a gap.
+    async fn node_span(&self, from: u64, to: u64) -> Result<Vec<Hash>> {
+        if from >= to {
+            return Ok(vec![]);
+        }
+        let (first, last) = (to_i64(from / PAGE_NODES)?, to_i64((to - 1) / PAGE_NODES)?);
         let rows: Vec<(i64, Vec<u8>)> = on_pool!(self, p, DB => {
-            let mut q = QueryBuilder::<DB>::new("SELECT idx, hash FROM audit_tree WHERE level = ");
-            q.push_bind(level).push(" AND idx >= ").push_bind(from);
-            q.push(" AND idx < ").push_bind(to).push(" ORDER BY idx");
-            q.build_query_as().fetch_all(p).await?
+            let sql = "SELECT page, hashes FROM audit_nodes WHERE page >= $1 AND page <= $2 \
+                       ORDER BY page";
+            sqlx::query_as(sql).bind(first).bind(last).fetch_all(p).await?
         });
-        rows.into_iter()
-            .map(|(i, h)| Ok((to_u64(i)?, to_hash(h)?)))
-            .collect()
+        let mut out = Vec::with_capacity(usize::try_from(to - from).unwrap_or(0));
+        for (expected, (page, bytes)) in (first..).zip(rows) {
+            if page != expected {
+                break;
+            }
+            let base = to_u64(page)? * PAGE_NODES;
+            for (k, h) in bytes.chunks_exact(32).enumerate() {
+                let s = base + k as u64;
+                if (from..to).contains(&s) {
+                    out.push(to_hash(h.to_vec())?);
+                }
+            }
+            if bytes.len() as u64 != PAGE_NODES * 32 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored nodes leaves `from..to` made, in making order ([`made_by`]): each leaf
+    /// hash, then the subtrees it completed. Stops where the stored tree does.
+    pub async fn tree_made(&self, from: u64, to: u64) -> Result<Vec<(NodeId, Hash)>> {
+        let hashes = self.node_span(node_count(from), node_count(to)).await?;
+        Ok(made_by(from, to).zip(hashes).collect())
     }
 
     /// The right edge of the stored tree of `size` leaves.
@@ -495,21 +636,8 @@ impl Store {
         if end_i / SUBJECT_BLOCK > first_i / SUBJECT_BLOCK {
             let _ = index_subject_blocks!(tx, end_i, i64::MAX);
         }
-        let (levels, indices): (Vec<i32>, Vec<i64>) = nodes
-            .iter()
-            .map(|(id, _)| Ok((i32::from(id.level), to_i64(id.index)?)))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .unzip();
-        sqlx::query(
-            "INSERT INTO audit_tree (level, idx, hash) \
-             SELECT * FROM UNNEST($1::int4[], $2::int8[], $3::bytea[])",
-        )
-        .bind(levels)
-        .bind(indices)
-        .bind(nodes.iter().map(|(_, h)| &h[..]).collect::<Vec<&[u8]>>())
-        .execute(&mut *tx)
-        .await?;
+        let hashes = nodes_in_order(first, entries.len(), &nodes)?;
+        write_pages_pg(&mut tx, node_count(first), &hashes).await?;
         if let Some(cp) = &checkpoint {
             sqlx::query(CHECKPOINT_INSERT)
                 .bind(to_i64(cp.tree_size)?)
@@ -543,30 +671,133 @@ impl Store {
         }
     }
 
-    /// Writes tree nodes on their own (building the tree of a log that predates it).
-    pub(crate) async fn write_nodes(&self, nodes: &[(NodeId, Hash)]) -> Result<()> {
-        on_pool!(self, p, DB => {
-            let mut tx = p.begin().await?;
-            insert_nodes!(tx, DB, nodes);
-            tx.commit().await?;
-        });
-        Ok(())
+    /// Writes the nodes the `leaves` leaves from `from` make (building the tree of a log
+    /// that predates it, or whose tree migration 0010 dropped), in one transaction.
+    pub(crate) async fn write_nodes(
+        &self,
+        from: u64,
+        leaves: usize,
+        nodes: &[(NodeId, Hash)],
+    ) -> Result<()> {
+        let hashes = nodes_in_order(from, leaves, nodes)?;
+        let seq = node_count(from);
+        match &self.backend {
+            Backend::Sqlite(_, local) => {
+                local
+                    .writer
+                    .run(move |c| {
+                        let tx = c.transaction()?;
+                        write_pages_sqlite(&tx, seq, &hashes)?;
+                        tx.commit()?;
+                        Ok(())
+                    })
+                    .await
+            }
+            Backend::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                write_pages_pg(&mut tx, seq, &hashes).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Every node the frontier makes, in order, for the first `n` leaves.
+    fn made(n: u64) -> Vec<(NodeId, Hash)> {
+        let mut f = Frontier::default();
+        let mut out = Vec::new();
+        for i in 0..n {
+            f.push(tlog::leaf_hash(&i.to_be_bytes()), |id, h| {
+                out.push((id, *h))
+            });
+        }
+        out
+    }
+
     #[test]
-    fn chunks_cover_everything_in_few_shapes() {
-        for n in 0..300usize {
-            let items: Vec<usize> = (0..n).collect();
-            let parts: Vec<(usize, &[usize])> = super::chunks(&items, 64).collect();
-            let joined: Vec<usize> = parts.iter().flat_map(|(_, c)| c.iter().copied()).collect();
-            assert_eq!(joined, items);
-            for (start, c) in &parts {
-                assert_eq!(c.first(), Some(start));
-                assert!(c.len() == 64 || (c.len() < 64 && c.len().is_power_of_two()));
+    fn node_numbers_follow_the_order_appending_makes_nodes() {
+        let all = made(1000);
+        for (k, (id, _)) in all.iter().enumerate() {
+            assert_eq!(node_seq(*id), Some(k as u64), "{id:?}");
+        }
+        for n in 0..=1000u64 {
+            let count = node_count(n);
+            assert_eq!(
+                count,
+                all.iter()
+                    .filter(|(id, _)| id.first_leaf() + (1 << id.level) <= n)
+                    .count() as u64
+            );
+            assert_eq!(leaves_of(count), n);
+            // A count between two trees' belongs to the smaller.
+            if n > 0 {
+                assert_eq!(leaves_of(count - 1), n - 1);
             }
         }
+        let ids: Vec<NodeId> = all.iter().map(|(id, _)| *id).collect();
+        for (from, to) in [(0, 1000), (0, 0), (5, 6), (7, 8), (100, 613)] {
+            let span: Vec<NodeId> = made_by(from, to).collect();
+            let (a, b) = (node_count(from) as usize, node_count(to) as usize);
+            assert_eq!(span, ids[a..b], "{from}..{to}");
+        }
+        assert_eq!(
+            node_seq(NodeId {
+                level: 64,
+                index: 0
+            }),
+            None
+        );
+        assert_eq!(
+            node_seq(NodeId {
+                level: 1,
+                index: u64::MAX
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn page_writes_fill_the_open_page_then_new_ones() {
+        let hashes: Vec<Hash> = made(200).into_iter().map(|(_, h)| h).collect();
+        for (seq, n) in [
+            (0, 0),
+            (0, 64),
+            (0, 65),
+            (10, 54),
+            (10, 55),
+            (63, 1),
+            (63, 200),
+        ] {
+            let ws = page_writes(seq, &hashes[..n]).unwrap();
+            let mut at = seq;
+            let mut joined = Vec::new();
+            for (k, w) in ws.iter().enumerate() {
+                assert_eq!(w.page as u64, at / PAGE_NODES);
+                assert_eq!(w.have as u64, at % PAGE_NODES * 32);
+                // Only the first write may land on a page that holds something.
+                assert!(k == 0 || w.have == 0);
+                assert!(w.have as usize + w.bytes.len() <= PAGE_NODES as usize * 32);
+                at += w.bytes.len() as u64 / 32;
+                joined.extend_from_slice(&w.bytes);
+            }
+            assert_eq!(joined, hashes[..n].concat(), "{seq} + {n}");
+        }
+    }
+
+    #[test]
+    fn a_batch_must_bring_exactly_the_nodes_its_entries_make() {
+        let all = made(20);
+        let (a, b) = (node_count(5) as usize, node_count(9) as usize);
+        assert!(nodes_in_order(5, 4, &all[a..b]).is_ok());
+        assert!(nodes_in_order(5, 4, &all[a..b - 1]).is_err());
+        assert!(nodes_in_order(4, 4, &all[a..b]).is_err());
+        let mut swapped = all[a..b].to_vec();
+        swapped.swap(0, 1);
+        assert!(nodes_in_order(5, 4, &swapped).is_err());
     }
 }

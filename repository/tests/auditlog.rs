@@ -56,11 +56,14 @@ impl Backend {
         v.extend(Backend::postgres().await);
         v
     }
+    /// Runs `sqls` on the store behind the log's back. SQLite's `||` makes text of blobs,
+    /// so `AS BYTEA` (PostgreSQL's blob type) reads `AS BLOB` there.
     async fn tamper(&self, sqls: &[&str]) {
         if self.url.starts_with("sqlite://") {
             let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
             for s in sqls {
-                sqlx::query(s).execute(&mut c).await.unwrap();
+                let s = s.replace("AS BYTEA", "AS BLOB");
+                sqlx::query(&s).execute(&mut c).await.unwrap();
             }
         } else {
             let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
@@ -186,7 +189,7 @@ async fn a_preload_reads_every_node_once_across_its_chunks() {
         assert_eq!(read, stored);
         own.close().await;
         let root = tlog::root_of(&leaves);
-        for index in (0..n).step_by(331).chain([8191, 8192, n - 1]) {
+        for index in (0..n).step_by(331).chain([4095, 4096, 8191, 8192, n - 1]) {
             let p = warm.inclusion_proof(index, n).await.unwrap();
             tlog::verify_inclusion(index, n, &leaves[index as usize], &p, &root).unwrap();
         }
@@ -341,7 +344,7 @@ async fn a_log_from_before_the_tree_is_backfilled() {
     // Rows as the first version wrote them: entries only, no tree.
     let (log, key) = filled(&b, 20).await;
     drop(log);
-    b.tamper(&["DELETE FROM audit_tree", "DELETE FROM audit_checkpoints"])
+    b.tamper(&["DELETE FROM audit_nodes", "DELETE FROM audit_checkpoints"])
         .await;
     let log = AuditLog::open(b.store.clone(), key.clone(), opts())
         .await
@@ -354,7 +357,10 @@ async fn a_log_from_before_the_tree_is_backfilled() {
 
 #[tokio::test]
 async fn verify_names_the_index_of_every_kind_of_tampering() {
-    let cases: [(&str, &[&str], u64); 5] = [
+    // Tree nodes are numbered in the order appending makes them, 64 to a page: the tree of
+    // 90 leaves is nodes 0..176 (2 × 90 − popcount 90); node 80 is (level 1, index 20),
+    // over leaves 40 and 41, and node 81 is leaf 42.
+    let cases: [(&str, &[&str], u64); 6] = [
         (
             "one byte of an entry changed",
             &[
@@ -385,9 +391,19 @@ async fn verify_names_the_index_of_every_kind_of_tampering() {
             "the tail truncated with its tree",
             &[
                 "DELETE FROM audit_entries WHERE idx >= 90",
-                "DELETE FROM audit_tree WHERE level = 0 AND idx >= 90",
+                "DELETE FROM audit_nodes WHERE page > 2",
+                "UPDATE audit_nodes SET hashes = substr(hashes, 1, 48 * 32) WHERE page = 2",
             ],
             90,
+        ),
+        (
+            "an interior tree node swapped with a leaf",
+            &[
+                "UPDATE audit_nodes SET hashes = CAST(substr(hashes, 1, 512) \
+               || substr(hashes, 545, 32) || substr(hashes, 513, 32) || substr(hashes, 577) \
+               AS BYTEA) WHERE page = 1",
+            ],
+            40,
         ),
     ];
     for (what, sqls, index) in cases {
