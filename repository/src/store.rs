@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -103,18 +104,85 @@ pub struct Store {
 pub(crate) struct Writer {
     /// `None` once the store is closed.
     conn: Arc<Mutex<Option<rusqlite::Connection>>>,
+    checkpointer: Arc<Checkpointer>,
 }
+
+/// Copies the WAL back into the database file on a connection of its own, beside the
+/// writer. Run inside a commit (SQLite's automatic checkpoint), that copy read the WAL
+/// back and wrote the database file while the batch's requests waited: reading the WAL
+/// back alone was a sixth of the writer thread's time with 1,024 writers, while the
+/// other core sat mostly idle (benches/BENCHMARKS.md, "2026-12-06 (day), the audit tree
+/// in pages"). A `PASSIVE`
+/// checkpoint takes no lock the writer needs. The writer's own automatic checkpoint
+/// stays as the bound: SQLite restarts the WAL only after a checkpoint that caught up
+/// with the writer, which one running beside a busy writer never does, and the one the
+/// writer runs then has only the frames written since the last background copy left.
+#[derive(Debug)]
+struct Checkpointer {
+    /// `None` once the store is closed.
+    conn: Mutex<Option<rusqlite::Connection>>,
+    /// Entries committed since the last background checkpoint started.
+    since: AtomicU64,
+    running: AtomicBool,
+}
+
+/// Entries committed between two background checkpoints: about 16 MB of WAL at the ~1 KB
+/// of pages an entry writes, a fifth of the writer's own mark, so at a steady load the
+/// background copies do most of the work and a checkpoint's fsync of the database file
+/// comes seldom next to a single writer's commits.
+pub(crate) const CHECKPOINT_ENTRIES: u64 = 16_384;
 
 impl Writer {
     fn open(path: &std::path::Path) -> rusqlite::Result<Writer> {
-        let c = rusqlite::Connection::open(path)?;
-        c.busy_timeout(Duration::from_secs(5))?;
-        for (name, value) in SQLITE_PRAGMAS {
-            c.pragma_update(None, name, value)?;
-        }
+        let open = || -> rusqlite::Result<rusqlite::Connection> {
+            let c = rusqlite::Connection::open(path)?;
+            c.busy_timeout(Duration::from_secs(5))?;
+            for (name, value) in SQLITE_PRAGMAS {
+                c.pragma_update(None, name, value)?;
+            }
+            Ok(c)
+        };
         Ok(Writer {
-            conn: Arc::new(Mutex::new(Some(c))),
+            conn: Arc::new(Mutex::new(Some(open()?))),
+            checkpointer: Arc::new(Checkpointer {
+                conn: Mutex::new(Some(open()?)),
+                since: AtomicU64::new(0),
+                running: AtomicBool::new(false),
+            }),
         })
+    }
+
+    /// Counts `entries` just committed; every [`CHECKPOINT_ENTRIES`] starts a `PASSIVE`
+    /// checkpoint in the blocking pool unless one is still running.
+    pub(crate) fn committed(&self, entries: u64) {
+        let c = &self.checkpointer;
+        if c.since.fetch_add(entries, Ordering::AcqRel) + entries < CHECKPOINT_ENTRIES
+            || c.running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        c.since.store(0, Ordering::Release);
+        let c = Arc::clone(c);
+        tokio::task::spawn_blocking(move || {
+            let done = c
+                .conn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|conn| {
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    })
+                });
+            match done {
+                Some(Ok((wal, copied))) => {
+                    tracing::debug!(wal, copied, "WAL copied into the database")
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
+                None => {}
+            }
+            c.running.store(false, Ordering::Release);
+        });
     }
 
     /// Runs `f` on the writer connection in the blocking pool.
@@ -345,6 +413,12 @@ impl Store {
                     .clear();
                 *local
                     .writer
+                    .conn
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+                *local
+                    .writer
+                    .checkpointer
                     .conn
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) = None;
@@ -666,6 +740,45 @@ mod tests {
                 .await?;
             assert_eq!(written, want, "writer: {name}");
         }
+        store.close().await;
+        Ok(())
+    }
+
+    /// After [`CHECKPOINT_ENTRIES`] committed entries the WAL is copied into the database
+    /// file by the background checkpointer, well before the writer's own mark.
+    #[tokio::test]
+    async fn committed_entries_start_a_background_checkpoint() -> Result<()> {
+        let (dir, store) = sqlite_store().await?;
+        let Backend::Sqlite(_, local) = &store.backend else {
+            return Err(Error::Invalid("not a SQLite store".into()));
+        };
+        let w = &local.writer;
+        // About 2 MB of rows, far under the writer's own mark of 20,000 pages.
+        w.run(|c| {
+            c.execute_batch(
+                "CREATE TABLE filler (x BLOB); \
+                 WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i < 500) \
+                 INSERT INTO filler SELECT randomblob(4000) FROM k",
+            )?;
+            Ok(())
+        })
+        .await?;
+        let db = dir.path().join("s.db");
+        let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        assert!(
+            before < 1 << 20,
+            "the rows are still only in the WAL: {before}"
+        );
+        w.committed(CHECKPOINT_ENTRIES - 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(size(), before, "one entry short of the mark: no checkpoint");
+        w.committed(1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while size() < 2_000_000 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(size() >= 2_000_000, "the WAL was copied: {} bytes", size());
         store.close().await;
         Ok(())
     }

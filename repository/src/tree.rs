@@ -572,10 +572,13 @@ impl Store {
         let first_i = to_i64(first)?;
         let p = match &self.backend {
             Backend::Sqlite(_, local) => {
-                return local
+                let n = entries.len() as u64;
+                local
                     .writer
                     .run(move |c| commit_sqlite(c, first_i, &entries, &nodes, checkpoint.as_ref()))
-                    .await;
+                    .await?;
+                local.writer.committed(n);
+                return Ok(());
             }
             Backend::Postgres(p) => p,
         };
