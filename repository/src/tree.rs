@@ -35,7 +35,10 @@ pub(crate) fn node_count(size: u64) -> u64 {
 pub(crate) fn node_seq(id: NodeId) -> Option<u64> {
     let span = 1u64.checked_shl(u32::from(id.level))?;
     let last = id.index.checked_add(1)?.checked_mul(span)? - 1;
-    Some(node_count(last) + u64::from(id.level))
+    // node_count(last) + level, checked: an id from outside could number past u64.
+    last.checked_mul(2)?
+        .checked_sub(u64::from(last.count_ones()))?
+        .checked_add(u64::from(id.level))
 }
 
 /// The most leaves whose nodes fit in `count` stored nodes.
@@ -759,6 +762,14 @@ mod tests {
             node_seq(NodeId {
                 level: 1,
                 index: u64::MAX
+            }),
+            None
+        );
+        // Its last leaf fits in u64, its number does not.
+        assert_eq!(
+            node_seq(NodeId {
+                level: 62,
+                index: 2
             }),
             None
         );
