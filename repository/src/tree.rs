@@ -110,9 +110,9 @@ const PAGE_INSERT: &str = "INSERT INTO audit_nodes (page, hashes) VALUES ($1, $2
 const PAGE_EXTEND: &str = "UPDATE audit_nodes SET hashes = CAST(hashes || $1 AS BLOB) \
      WHERE page = $2 AND length(hashes) = $3";
 
-/// Writes the nodes numbered from `seq` in an open SQLite transaction.
-fn write_pages_sqlite(tx: &rusqlite::Transaction<'_>, seq: u64, hashes: &[Hash]) -> Result<()> {
-    for w in page_writes(seq, hashes)? {
+/// Writes node pages (from [`node_pages`]) in an open SQLite transaction.
+fn write_pages_sqlite(tx: &rusqlite::Transaction<'_>, writes: &[PageWrite]) -> Result<()> {
+    for w in writes {
         if w.have == 0 {
             tx.prepare_cached(PAGE_INSERT)?
                 .execute(rusqlite::params![w.page, w.bytes])?;
@@ -128,11 +128,11 @@ fn write_pages_sqlite(tx: &rusqlite::Transaction<'_>, seq: u64, hashes: &[Hash])
     Ok(())
 }
 
-/// Writes the nodes numbered from `seq` in an open PostgreSQL transaction: the partly
+/// Writes node pages (from [`node_pages`]) in an open PostgreSQL transaction: the partly
 /// filled page, then every new page in one statement.
-async fn write_pages_pg(tx: &mut sqlx::PgConnection, seq: u64, hashes: &[Hash]) -> Result<()> {
+async fn write_pages_pg(tx: &mut sqlx::PgConnection, writes: Vec<PageWrite>) -> Result<()> {
     let (mut pages, mut bytes) = (Vec::new(), Vec::new());
-    for w in page_writes(seq, hashes)? {
+    for w in writes {
         if w.have == 0 {
             pages.push(w.page);
             bytes.push(w.bytes);
@@ -165,10 +165,12 @@ async fn write_pages_pg(tx: &mut sqlx::PgConnection, seq: u64, hashes: &[Hash]) 
     Ok(())
 }
 
-/// Checks that a batch's `nodes` are exactly those its leaves make after the `first`
-/// (they are written by number, so a gap or extra node would shift every later one).
-fn nodes_in_order(first: u64, entries: usize, nodes: &[(NodeId, Hash)]) -> Result<Vec<Hash>> {
-    let end = first + entries as u64;
+/// The page writes of the nodes `leaves` leaves from `first` make, after checking that
+/// `nodes` are exactly those (they are written by number, so a gap or an extra node would
+/// shift every later one). Done before the hand-off to the SQLite writer thread, which
+/// sets the pace of appends.
+fn node_pages(first: u64, leaves: usize, nodes: &[(NodeId, Hash)]) -> Result<Vec<PageWrite>> {
+    let end = first + leaves as u64;
     let fits = nodes.len() as u64 == node_count(end) - node_count(first)
         && nodes.iter().map(|(id, _)| *id).eq(made_by(first, end));
     if !fits {
@@ -176,7 +178,8 @@ fn nodes_in_order(first: u64, entries: usize, nodes: &[(NodeId, Hash)]) -> Resul
             "a batch's tree nodes are not the ones its entries make".into(),
         ));
     }
-    Ok(nodes.iter().map(|(_, h)| *h).collect())
+    let hashes: Vec<Hash> = nodes.iter().map(|(_, h)| *h).collect();
+    page_writes(node_count(first), &hashes)
 }
 
 /// A signed checkpoint as stored.
@@ -331,7 +334,7 @@ fn commit_sqlite(
     c: &mut rusqlite::Connection,
     first: i64,
     entries: &[NewAuditEntry],
-    nodes: &[(NodeId, Hash)],
+    pages: &[PageWrite],
     checkpoint: Option<&StoredCheckpoint>,
 ) -> Result<()> {
     use rusqlite::{TransactionBehavior, params};
@@ -390,8 +393,7 @@ fn commit_sqlite(
                 .execute([full])?;
         }
     }
-    let hashes = nodes_in_order(to_u64(first)?, entries.len(), nodes)?;
-    write_pages_sqlite(&tx, node_count(to_u64(first)?), &hashes)?;
+    write_pages_sqlite(&tx, pages)?;
     if let Some(cp) = checkpoint {
         tx.prepare_cached(CHECKPOINT_INSERT)?.execute(params![
             to_i64(cp.tree_size)?,
@@ -573,12 +575,13 @@ impl Store {
         checkpoint: Option<StoredCheckpoint>,
     ) -> Result<()> {
         let first_i = to_i64(first)?;
+        let pages = node_pages(first, entries.len(), &nodes)?;
         let p = match &self.backend {
             Backend::Sqlite(_, local) => {
                 let n = entries.len() as u64;
                 local
                     .writer
-                    .run(move |c| commit_sqlite(c, first_i, &entries, &nodes, checkpoint.as_ref()))
+                    .run(move |c| commit_sqlite(c, first_i, &entries, &pages, checkpoint.as_ref()))
                     .await?;
                 local.writer.committed(n);
                 return Ok(());
@@ -642,8 +645,7 @@ impl Store {
         if end_i / SUBJECT_BLOCK > first_i / SUBJECT_BLOCK {
             let _ = index_subject_blocks!(tx, end_i, i64::MAX);
         }
-        let hashes = nodes_in_order(first, entries.len(), &nodes)?;
-        write_pages_pg(&mut tx, node_count(first), &hashes).await?;
+        write_pages_pg(&mut tx, pages).await?;
         if let Some(cp) = &checkpoint {
             sqlx::query(CHECKPOINT_INSERT)
                 .bind(to_i64(cp.tree_size)?)
@@ -685,15 +687,14 @@ impl Store {
         leaves: usize,
         nodes: &[(NodeId, Hash)],
     ) -> Result<()> {
-        let hashes = nodes_in_order(from, leaves, nodes)?;
-        let seq = node_count(from);
+        let pages = node_pages(from, leaves, nodes)?;
         match &self.backend {
             Backend::Sqlite(_, local) => {
                 local
                     .writer
                     .run(move |c| {
                         let tx = c.transaction()?;
-                        write_pages_sqlite(&tx, seq, &hashes)?;
+                        write_pages_sqlite(&tx, &pages)?;
                         tx.commit()?;
                         Ok(())
                     })
@@ -701,7 +702,7 @@ impl Store {
             }
             Backend::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                write_pages_pg(&mut tx, seq, &hashes).await?;
+                write_pages_pg(&mut tx, pages).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -807,11 +808,11 @@ mod tests {
     fn a_batch_must_bring_exactly_the_nodes_its_entries_make() {
         let all = made(20);
         let (a, b) = (node_count(5) as usize, node_count(9) as usize);
-        assert!(nodes_in_order(5, 4, &all[a..b]).is_ok());
-        assert!(nodes_in_order(5, 4, &all[a..b - 1]).is_err());
-        assert!(nodes_in_order(4, 4, &all[a..b]).is_err());
+        assert!(node_pages(5, 4, &all[a..b]).is_ok());
+        assert!(node_pages(5, 4, &all[a..b - 1]).is_err());
+        assert!(node_pages(4, 4, &all[a..b]).is_err());
         let mut swapped = all[a..b].to_vec();
         swapped.swap(0, 1);
-        assert!(nodes_in_order(5, 4, &swapped).is_err());
+        assert!(node_pages(5, 4, &swapped).is_err());
     }
 }
