@@ -5,9 +5,11 @@
 //! extends the Merkle tree, signs a checkpoint for the new size and commits entries, tree
 //! nodes and (at most every `checkpoint_interval`) the checkpoint in one transaction —
 //! one fsync for the whole batch. Only then does it wake the waiters with their indices.
+//! On SQLite the sequencer runs on a thread of its own and commits there (see [`start`]).
 //! If the commit fails, every waiter of the batch gets an error and the tree in memory is
 //! left as it was, so no answer leaves for an entry that is not durable.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ use tracing::Instrument;
 
 use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::cache::TreeCache;
-use crate::tree::{ProofParts, StoredCheckpoint};
+use crate::tree::{Prepared, ProofParts, StoredCheckpoint};
 use crate::{Error, Result, Store};
 
 /// Most leaves whose tree nodes (about twice as many) one preload query reads. One query
@@ -68,7 +70,7 @@ pub struct SignedCheckpoint {
 }
 
 struct Job {
-    entry: NewAuditEntry,
+    entry: Prepared,
     done: oneshot::Sender<Result<u64, String>>,
 }
 
@@ -140,6 +142,32 @@ async fn backfill(store: &Store) -> Result<u64> {
     Ok(entries)
 }
 
+/// Starts the sequencer. On SQLite it gets a thread (and a small runtime) of its own and
+/// commits on it, on the audit writer connection, with no hand-off to the blocking pool:
+/// a batch's commit cannot start before the sequencer has run, and on the shared runtime
+/// it waited behind the request tasks its own answers had just woken, then for a blocking
+/// thread (about 0.5–1 ms per batch at 1,024 writers, a fifth of a batch's turn;
+/// benches/BENCHMARKS.md). On PostgreSQL its commits are round trips on the shared
+/// runtime's connections, so it stays there.
+fn start(store: &Store, run: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    if store.backend_name() != "sqlite" {
+        tokio::spawn(run);
+        return Ok(());
+    }
+    let unavailable =
+        |e: std::io::Error| Error::Unavailable(format!("cannot start the audit sequencer: {e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .thread_name("paotui-audit-blocking")
+        .build()
+        .map_err(unavailable)?;
+    std::thread::Builder::new()
+        .name("paotui-audit".into())
+        .spawn(move || rt.block_on(run))
+        .map_err(unavailable)?;
+    Ok(())
+}
+
 impl AuditLog {
     /// Opens the log on `store` and starts its sequencer.
     pub async fn open(store: Store, key: Arc<GatewayKey>, opts: AuditOptions) -> Result<AuditLog> {
@@ -165,10 +193,11 @@ impl AuditLog {
             last_stored: None,
             latest: latest_tx,
         };
-        tokio::spawn(
+        start(
+            &store,
             seq.run(rx)
                 .instrument(tracing::info_span!("audit.sequencer")),
-        );
+        )?;
         let log = AuditLog {
             store,
             jobs: tx,
@@ -212,6 +241,7 @@ impl AuditLog {
 
     /// Appends an entry; returns its index once its batch is committed.
     pub async fn append(&self, entry: NewAuditEntry) -> Result<u64> {
+        let entry = Prepared::new(entry)?;
         let (done, rx) = oneshot::channel();
         self.jobs
             .send(Job { entry, done })
@@ -336,10 +366,10 @@ impl Sequencer {
                 }
             }
             let n = batch.len();
-            let (entries, waiters): (Vec<NewAuditEntry>, Vec<_>) =
+            let (entries, waiters): (Vec<Prepared>, Vec<_>) =
                 batch.into_iter().map(|j| (j.entry, j.done)).unzip();
             let result = self
-                .commit(entries.into())
+                .commit(Arc::new(entries))
                 .instrument(tracing::debug_span!("audit.commit", entries = n))
                 .await;
             match result {
@@ -360,7 +390,7 @@ impl Sequencer {
         }
     }
 
-    async fn commit(&mut self, entries: Arc<[NewAuditEntry]>) -> Result<u64> {
+    async fn commit(&mut self, entries: Arc<Vec<Prepared>>) -> Result<u64> {
         // Two tries: the second after reloading the edge when another node appended.
         for _ in 0..2 {
             if self.stale {
@@ -372,7 +402,7 @@ impl Sequencer {
             let mut f = self.frontier.clone();
             let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(entries.len() * 2 + 64);
             for e in entries.iter() {
-                f.push(e.leaf_hash(), |id, h| nodes.push((id, *h)));
+                f.push(e.leaf, |id, h| nodes.push((id, *h)));
             }
             let nodes: Arc<[(NodeId, Hash)]> = nodes.into();
             let signed = sign(&self.key, &self.opts.origin, f.size(), f.root())?;
@@ -385,11 +415,18 @@ impl Sequencer {
                 root: signed.checkpoint.root,
                 note: signed.note.clone(),
             });
-            match self
+            let here = self
                 .store
-                .commit_batch(first, entries.clone(), nodes.clone(), stored)
-                .await
-            {
+                .commit_batch_here(first, &entries, &nodes, stored.as_ref());
+            let r = match here {
+                Some(r) => r,
+                None => {
+                    self.store
+                        .commit_batch(first, entries.clone(), nodes.clone(), stored)
+                        .await
+                }
+            };
+            match r {
                 Ok(()) => {
                     self.cache.insert(&nodes);
                     self.frontier = f;

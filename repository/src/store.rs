@@ -185,6 +185,18 @@ impl Writer {
         });
     }
 
+    /// Runs `f` on the writer connection on this thread (the audit sequencer's own).
+    pub(crate) fn run_here<T>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>,
+    ) -> Result<T> {
+        let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        match c.as_mut() {
+            Some(c) => f(c),
+            None => Err(Error::Unavailable("the store is closed".into())),
+        }
+    }
+
     /// Runs `f` on the writer connection in the blocking pool.
     pub(crate) async fn run<T: Send + 'static>(
         &self,

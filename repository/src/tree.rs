@@ -287,24 +287,36 @@ impl ProofParts {
     }
 }
 
-/// An entry's `fields` and `policies` as their stored JSON, and its decision's word.
-type EntryJson = (Vec<String>, Vec<(Option<&'static str>, Option<String>)>);
+/// An entry made ready for its batch by the task that appends it: its leaf hash and the
+/// JSON of its `fields` and `policies`. That per-entry work then runs on the request tasks,
+/// beside the commit, instead of on the sequencer and the writer thread, which set the
+/// pace of appends.
+pub(crate) struct Prepared {
+    pub(crate) entry: NewAuditEntry,
+    pub(crate) leaf: Hash,
+    fields: String,
+    /// The decision's word and its determining policies as JSON.
+    decision: Option<(&'static str, String)>,
+}
 
-fn entry_json(entries: &[NewAuditEntry]) -> Result<EntryJson> {
-    let fields = entries
-        .iter()
-        .map(|e| serde_json::to_string(&e.fields).map_err(|x| Error::Invalid(x.to_string())))
-        .collect::<Result<_>>()?;
-    let decisions = entries
-        .iter()
-        .map(|e| match &e.decision {
-            None => Ok((None, None)),
-            Some(d) => serde_json::to_string(&d.policies)
-                .map(|p| (Some(if d.allowed { "allow" } else { "deny" }), Some(p)))
-                .map_err(|x| Error::Invalid(x.to_string())),
+impl Prepared {
+    pub(crate) fn new(entry: NewAuditEntry) -> Result<Prepared> {
+        let json = |x: serde_json::Error| Error::Invalid(x.to_string());
+        let fields = serde_json::to_string(&entry.fields).map_err(json)?;
+        let decision = match &entry.decision {
+            None => None,
+            Some(d) => Some((
+                if d.allowed { "allow" } else { "deny" },
+                serde_json::to_string(&d.policies).map_err(json)?,
+            )),
+        };
+        Ok(Prepared {
+            leaf: entry.leaf_hash(),
+            entry,
+            fields,
+            decision,
         })
-        .collect::<Result<_>>()?;
-    Ok((fields, decisions))
+    }
 }
 
 /// One entry row, as SQLite takes it: a placeholder per column of [`COLUMNS`].
@@ -333,12 +345,11 @@ static PG_ENTRY_INSERT: LazyLock<String> = LazyLock::new(|| {
 fn commit_sqlite(
     c: &mut rusqlite::Connection,
     first: i64,
-    entries: &[NewAuditEntry],
+    entries: &[Prepared],
     pages: &[PageWrite],
     checkpoint: Option<&StoredCheckpoint>,
 ) -> Result<()> {
     use rusqlite::{TransactionBehavior, params};
-    let (fields, decisions) = entry_json(entries)?;
     // IMMEDIATE: take the write lock (waiting behind the sqlx pool's writers) before
     // reading where the log ends, so no other write can slip in between.
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -350,7 +361,9 @@ fn commit_sqlite(
     }
     {
         let mut ins = tx.prepare_cached(&ENTRY_INSERT)?;
-        for (i, ((e, f), d)) in entries.iter().zip(&fields).zip(&decisions).enumerate() {
+        for (i, p) in entries.iter().enumerate() {
+            let e = &p.entry;
+            let (allowed, policies) = p.decision.as_ref().map(|(a, j)| (*a, j.as_str())).unzip();
             ins.execute(params![
                 first + to_i64(i as u64)?,
                 e.at_us,
@@ -367,10 +380,10 @@ fn commit_sqlite(
                 e.status,
                 e.reason,
                 e.subject_hmac,
-                f,
+                p.fields,
                 e.body_sha256,
-                d.0,
-                d.1,
+                allowed,
+                policies,
             ])?;
         }
     }
@@ -564,13 +577,35 @@ impl Store {
             .collect()
     }
 
+    /// [`Store::commit_batch`] on this thread, for SQLite; `None` on PostgreSQL.
+    pub(crate) fn commit_batch_here(
+        &self,
+        first: u64,
+        entries: &[Prepared],
+        nodes: &[(NodeId, Hash)],
+        checkpoint: Option<&StoredCheckpoint>,
+    ) -> Option<Result<()>> {
+        let Backend::Sqlite(_, local) = &self.backend else {
+            return None;
+        };
+        Some((|| {
+            let first_i = to_i64(first)?;
+            let pages = node_pages(first, entries.len(), nodes)?;
+            local
+                .writer
+                .run_here(|c| commit_sqlite(c, first_i, entries, &pages, checkpoint))?;
+            local.writer.committed(entries.len() as u64);
+            Ok(())
+        })())
+    }
+
     /// Commits a batch in one transaction: `entries` get indices `first..`, with their
     /// tree `nodes` and, when due, a checkpoint. Fails with [`Error::Conflict`] when the
     /// log no longer ends at `first` (another gateway node appended).
     pub(crate) async fn commit_batch(
         &self,
         first: u64,
-        entries: Arc<[NewAuditEntry]>,
+        entries: Arc<Vec<Prepared>>,
         nodes: Arc<[(NodeId, Hash)]>,
         checkpoint: Option<StoredCheckpoint>,
     ) -> Result<()> {
@@ -588,7 +623,6 @@ impl Store {
             }
             Backend::Postgres(p) => p,
         };
-        let (fields, decisions) = entry_json(&entries)?;
         let mut tx = p.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(PG_AUDIT_LOCK)
@@ -603,14 +637,14 @@ impl Store {
         // The whole batch in one statement, a column per array: one parse and one round
         // trip, where one row per VALUES group re-bound every value.
         let col = |f: fn(&NewAuditEntry) -> Option<&str>| -> Vec<Option<&str>> {
-            entries.iter().map(f).collect()
+            entries.iter().map(|p| f(&p.entry)).collect()
         };
         let idx: Vec<i64> = (0..entries.len())
             .map(|i| Ok(first_i + to_i64(i as u64)?))
             .collect::<Result<_>>()?;
         sqlx::query(&PG_ENTRY_INSERT)
             .bind(idx)
-            .bind(entries.iter().map(|e| e.at_us).collect::<Vec<i64>>())
+            .bind(entries.iter().map(|p| p.entry.at_us).collect::<Vec<i64>>())
             .bind(col(|e| Some(&e.request_id)))
             .bind(col(|e| e.caller_dept.as_deref()))
             .bind(col(|e| e.caller_system.as_deref()))
@@ -624,19 +658,29 @@ impl Store {
             .bind(
                 entries
                     .iter()
-                    .map(|e| i32::from(e.status))
+                    .map(|p| i32::from(p.entry.status))
                     .collect::<Vec<i32>>(),
             )
             .bind(col(|e| e.reason.as_deref()))
             .bind(col(|e| e.subject_hmac.as_deref()))
-            .bind(fields)
-            .bind(col(|e| e.body_sha256.as_deref()))
-            .bind(decisions.iter().map(|d| d.0).collect::<Vec<Option<&str>>>())
             .bind(
-                decisions
-                    .into_iter()
-                    .map(|d| d.1)
-                    .collect::<Vec<Option<String>>>(),
+                entries
+                    .iter()
+                    .map(|p| p.fields.as_str())
+                    .collect::<Vec<&str>>(),
+            )
+            .bind(col(|e| e.body_sha256.as_deref()))
+            .bind(
+                entries
+                    .iter()
+                    .map(|p| p.decision.as_ref().map(|d| d.0))
+                    .collect::<Vec<Option<&str>>>(),
+            )
+            .bind(
+                entries
+                    .iter()
+                    .map(|p| p.decision.as_ref().map(|d| d.1.as_str()))
+                    .collect::<Vec<Option<&str>>>(),
             )
             .execute(&mut *tx)
             .await?;

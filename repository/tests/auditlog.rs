@@ -315,6 +315,53 @@ async fn a_failed_commit_fails_every_waiter_of_its_batch_and_stores_nothing() {
     b.done().await;
 }
 
+/// Appends that arrive while a batch is stuck in its commit (here: waiting for SQLite's
+/// write lock) queue for the next batch. When the stuck batch fails, they take its indices
+/// and the tree stays whole.
+#[tokio::test]
+async fn appends_queued_behind_a_failed_batch_take_its_place() {
+    let b = Backend::sqlite().await;
+    b.tamper(&["CREATE TRIGGER boom BEFORE INSERT ON audit_entries \
+                WHEN NEW.request_id = 'boom' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"])
+        .await;
+    let (key, _) = GatewayKey::generate().unwrap();
+    let key = Arc::new(key);
+    let log = AuditLog::open(b.store.clone(), key.clone(), opts())
+        .await
+        .unwrap();
+    // Hold SQLite's write lock, so the first batch waits inside its commit.
+    let mut lock = sqlx::SqliteConnection::connect(&b.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let mut boom = entry(0);
+    boom.request_id = "boom".into();
+    let l = log.clone();
+    let failed = tokio::spawn(async move { l.append(boom).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let later: Vec<_> = (1..=5)
+        .map(|i| {
+            let l = log.clone();
+            tokio::spawn(async move { l.append(entry(i)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    assert!(failed.await.unwrap().is_err());
+    let mut got = Vec::new();
+    for t in later {
+        got.push(t.await.unwrap().unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..5).collect::<Vec<_>>());
+    assert_eq!(log.checkpoint().checkpoint.size, 5);
+    let report = check(&b, &key).await;
+    assert_eq!(report.problem, None);
+    assert_eq!(report.size, 5);
+    b.done().await;
+}
+
 #[tokio::test]
 async fn two_nodes_on_one_postgres_log_keep_it_dense() {
     let Some(b) = Backend::postgres().await else {
