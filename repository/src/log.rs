@@ -369,7 +369,7 @@ impl Sequencer {
             let (entries, waiters): (Vec<Prepared>, Vec<_>) =
                 batch.into_iter().map(|j| (j.entry, j.done)).unzip();
             let result = self
-                .commit(Arc::new(entries))
+                .commit(&entries)
                 .instrument(tracing::debug_span!("audit.commit", entries = n))
                 .await;
             match result {
@@ -390,7 +390,7 @@ impl Sequencer {
         }
     }
 
-    async fn commit(&mut self, entries: Arc<Vec<Prepared>>) -> Result<u64> {
+    async fn commit(&mut self, entries: &[Prepared]) -> Result<u64> {
         // Two tries: the second after reloading the edge when another node appended.
         for _ in 0..2 {
             if self.stale {
@@ -404,7 +404,6 @@ impl Sequencer {
             for e in entries.iter() {
                 f.push(e.leaf, |id, h| nodes.push((id, *h)));
             }
-            let nodes: Arc<[(NodeId, Hash)]> = nodes.into();
             let signed = sign(&self.key, &self.opts.origin, f.size(), f.root())?;
             let due = self
                 .last_stored
@@ -415,17 +414,10 @@ impl Sequencer {
                 root: signed.checkpoint.root,
                 note: signed.note.clone(),
             });
-            let here = self
+            let r = self
                 .store
-                .commit_batch_here(first, &entries, &nodes, stored.as_ref());
-            let r = match here {
-                Some(r) => r,
-                None => {
-                    self.store
-                        .commit_batch(first, entries.clone(), nodes.clone(), stored)
-                        .await
-                }
-            };
+                .commit_batch(first, entries, &nodes, stored.as_ref())
+                .await;
             match r {
                 Ok(()) => {
                     self.cache.insert(&nodes);

@@ -8,7 +8,7 @@
 //! (migration 0010), so an append of n entries writes about n/32 rows, not 2n.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use paotui_certs::tlog::{self, Frontier, Hash, NodeId};
 use sqlx::QueryBuilder;
@@ -577,48 +577,27 @@ impl Store {
             .collect()
     }
 
-    /// [`Store::commit_batch`] on this thread, for SQLite; `None` on PostgreSQL.
-    pub(crate) fn commit_batch_here(
+    /// Commits a batch in one transaction: `entries` get indices `first..`, with their
+    /// tree `nodes` and, when due, a checkpoint. Fails with [`Error::Conflict`] when the
+    /// log no longer ends at `first` (another gateway node appended).
+    ///
+    /// On SQLite this blocks the calling thread for the whole commit: only the audit
+    /// sequencer calls it, on a thread of its own (`log::start`).
+    pub(crate) async fn commit_batch(
         &self,
         first: u64,
         entries: &[Prepared],
         nodes: &[(NodeId, Hash)],
         checkpoint: Option<&StoredCheckpoint>,
-    ) -> Option<Result<()>> {
-        let Backend::Sqlite(_, local) = &self.backend else {
-            return None;
-        };
-        Some((|| {
-            let first_i = to_i64(first)?;
-            let pages = node_pages(first, entries.len(), nodes)?;
-            local
-                .writer
-                .run_here(|c| commit_sqlite(c, first_i, entries, &pages, checkpoint))?;
-            local.writer.committed(entries.len() as u64);
-            Ok(())
-        })())
-    }
-
-    /// Commits a batch in one transaction: `entries` get indices `first..`, with their
-    /// tree `nodes` and, when due, a checkpoint. Fails with [`Error::Conflict`] when the
-    /// log no longer ends at `first` (another gateway node appended).
-    pub(crate) async fn commit_batch(
-        &self,
-        first: u64,
-        entries: Arc<Vec<Prepared>>,
-        nodes: Arc<[(NodeId, Hash)]>,
-        checkpoint: Option<StoredCheckpoint>,
     ) -> Result<()> {
         let first_i = to_i64(first)?;
-        let pages = node_pages(first, entries.len(), &nodes)?;
+        let pages = node_pages(first, entries.len(), nodes)?;
         let p = match &self.backend {
             Backend::Sqlite(_, local) => {
-                let n = entries.len() as u64;
                 local
                     .writer
-                    .run(move |c| commit_sqlite(c, first_i, &entries, &pages, checkpoint.as_ref()))
-                    .await?;
-                local.writer.committed(n);
+                    .run_here(|c| commit_sqlite(c, first_i, entries, &pages, checkpoint))?;
+                local.writer.committed(entries.len() as u64);
                 return Ok(());
             }
             Backend::Postgres(p) => p,
@@ -690,7 +669,7 @@ impl Store {
             let _ = index_subject_blocks!(tx, end_i, i64::MAX);
         }
         write_pages_pg(&mut tx, pages).await?;
-        if let Some(cp) = &checkpoint {
+        if let Some(cp) = checkpoint {
             sqlx::query(CHECKPOINT_INSERT)
                 .bind(to_i64(cp.tree_size)?)
                 .bind(cp.at_us)

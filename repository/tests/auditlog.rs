@@ -42,6 +42,15 @@ impl Backend {
             _dir: Some(dir),
         }
     }
+    /// A SQLite store where any batch holding the entry with request id "boom" fails to
+    /// commit.
+    async fn sqlite_with_boom() -> Backend {
+        let b = Backend::sqlite().await;
+        b.tamper(&["CREATE TRIGGER boom BEFORE INSERT ON audit_entries \
+                    WHEN NEW.request_id = 'boom' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"])
+            .await;
+        b
+    }
     async fn postgres() -> Option<Backend> {
         let (pg, url) = PgDb::create().await?;
         Some(Backend {
@@ -274,11 +283,7 @@ async fn proofs_come_from_the_node_cache_or_read_what_it_misses_and_match_the_st
 
 #[tokio::test]
 async fn a_failed_commit_fails_every_waiter_of_its_batch_and_stores_nothing() {
-    let b = Backend::sqlite().await;
-    // Any batch holding the entry "boom" fails to commit.
-    b.tamper(&["CREATE TRIGGER boom BEFORE INSERT ON audit_entries \
-                WHEN NEW.request_id = 'boom' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"])
-        .await;
+    let b = Backend::sqlite_with_boom().await;
     let (key, _) = GatewayKey::generate().unwrap();
     let log = AuditLog::open(
         b.store.clone(),
@@ -320,10 +325,7 @@ async fn a_failed_commit_fails_every_waiter_of_its_batch_and_stores_nothing() {
 /// and the tree stays whole.
 #[tokio::test]
 async fn appends_queued_behind_a_failed_batch_take_its_place() {
-    let b = Backend::sqlite().await;
-    b.tamper(&["CREATE TRIGGER boom BEFORE INSERT ON audit_entries \
-                WHEN NEW.request_id = 'boom' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"])
-        .await;
+    let b = Backend::sqlite_with_boom().await;
     let (key, _) = GatewayKey::generate().unwrap();
     let key = Arc::new(key);
     let log = AuditLog::open(b.store.clone(), key.clone(), opts())
