@@ -190,11 +190,7 @@ impl Writer {
         &self,
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>,
     ) -> Result<T> {
-        let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        match c.as_mut() {
-            Some(c) => f(c),
-            None => Err(Error::Unavailable("the store is closed".into())),
-        }
+        with_writer(&self.conn, f)
     }
 
     /// Runs `f` on the writer connection in the blocking pool.
@@ -203,15 +199,21 @@ impl Writer {
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            match c.as_mut() {
-                Some(c) => f(c),
-                None => Err(Error::Unavailable("the store is closed".into())),
-            }
-        })
-        .await
-        .map_err(|e| Error::Unavailable(format!("audit write did not finish: {e}")))?
+        tokio::task::spawn_blocking(move || with_writer(&conn, f))
+            .await
+            .map_err(|e| Error::Unavailable(format!("audit write did not finish: {e}")))?
+    }
+}
+
+/// Runs `f` on the writer connection unless the store is closed.
+fn with_writer<T>(
+    conn: &Mutex<Option<rusqlite::Connection>>,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>,
+) -> Result<T> {
+    let mut c = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    match c.as_mut() {
+        Some(c) => f(c),
+        None => Err(Error::Unavailable("the store is closed".into())),
     }
 }
 

@@ -167,8 +167,8 @@ async fn write_pages_pg(tx: &mut sqlx::PgConnection, writes: Vec<PageWrite>) -> 
 
 /// The page writes of the nodes `leaves` leaves from `first` make, after checking that
 /// `nodes` are exactly those (they are written by number, so a gap or an extra node would
-/// shift every later one). Done before the hand-off to the SQLite writer thread, which
-/// sets the pace of appends.
+/// shift every later one). Done before a transaction opens, so the write lock is held
+/// only for the writes.
 fn node_pages(first: u64, leaves: usize, nodes: &[(NodeId, Hash)]) -> Result<Vec<PageWrite>> {
     let end = first + leaves as u64;
     let fits = nodes.len() as u64 == node_count(end) - node_count(first)
