@@ -185,6 +185,30 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A plain entry for unit tests: request `request_id` about `subject`.
+#[cfg(test)]
+pub(crate) fn test_entry(request_id: &str, subject: Option<String>) -> NewAuditEntry {
+    NewAuditEntry {
+        at_us: 1_700_000_000_000_000,
+        request_id: request_id.into(),
+        caller_dept: Some("RS".into()),
+        caller_system: None,
+        caller_serial: None,
+        operator: None,
+        action: "service.query".into(),
+        service: None,
+        case_id: None,
+        matter: None,
+        outcome: Outcome::Ok,
+        status: 200,
+        reason: None,
+        subject_hmac: subject,
+        fields: vec![],
+        body_sha256: None,
+        decision: None,
+    }
+}
+
 impl NewAuditEntry {
     /// The entry's canonical bytes: format v2 with a decision, v1 without (see
     /// [`ENTRY_FORMAT_V2`]).

@@ -5,7 +5,10 @@
 //! extends the Merkle tree, signs a checkpoint for the new size and commits entries, tree
 //! nodes and (at most every `checkpoint_interval`) the checkpoint in one transaction —
 //! one fsync for the whole batch. Only then does it wake the waiters with their indices.
-//! On SQLite the sequencer runs on a thread of its own and commits there (see [`start`]).
+//! On SQLite the sequencer runs on a thread of its own and commits there (see [`start`]),
+//! and the fsync is not part of the commit: a second thread syncs the WAL file for every
+//! batch committed since its last sync and only then wakes their waiters, while the
+//! sequencer commits the next batch (see [`sync_thread`]).
 //! If the commit fails, every waiter of the batch gets an error and the tree in memory is
 //! left as it was, so no answer leaves for an entry that is not durable.
 
@@ -172,6 +175,21 @@ fn start(store: &Store, run: impl Future<Output = ()> + Send + 'static) -> Resul
 impl AuditLog {
     /// Opens the log on `store` and starts its sequencer.
     pub async fn open(store: Store, key: Arc<GatewayKey>, opts: AuditOptions) -> Result<AuditLog> {
+        let sync = match &store.backend {
+            Backend::Sqlite(_, local) => Some(wal_file_sync(local.writer.wal_path().to_owned())),
+            Backend::Postgres(_) => None,
+        };
+        AuditLog::open_with(store, key, opts, sync).await
+    }
+
+    /// [`AuditLog::open`], with the WAL sync that makes SQLite batches durable (`None`:
+    /// the commit does).
+    pub(crate) async fn open_with(
+        store: Store,
+        key: Arc<GatewayKey>,
+        opts: AuditOptions,
+        sync: Option<WalSync>,
+    ) -> Result<AuditLog> {
         // Also refuses a bad origin before anything else is done.
         let verifier_key = NoteSigner::new(&opts.origin, &key)?.verifier_key();
         let size = backfill(&store).await?;
@@ -183,6 +201,20 @@ impl AuditLog {
         let first = sign(&key, &opts.origin, size, frontier.root())?;
         let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 4);
         let (latest_tx, latest) = watch::channel(Arc::new(first));
+        let answers = match sync {
+            None => Answers::AtCommit(latest_tx),
+            Some(sync) => {
+                let (to, from) = std::sync::mpsc::channel();
+                let failed = Arc::new(std::sync::Mutex::new(None));
+                std::thread::Builder::new()
+                    .name("paotui-audit-sync".into())
+                    .spawn(sync_thread(sync, from, latest_tx, failed.clone()))
+                    .map_err(|e| {
+                        Error::Unavailable(format!("cannot start the audit WAL sync: {e}"))
+                    })?;
+                Answers::AfterSync { to, failed }
+            }
+        };
         let cache = Arc::new(TreeCache::new(opts.cache_bytes));
         let seq = Sequencer {
             cache: cache.clone(),
@@ -192,7 +224,7 @@ impl AuditLog {
             frontier,
             stale: false,
             last_stored: None,
-            latest: latest_tx,
+            answers,
         };
         start(
             &store,
@@ -343,7 +375,133 @@ struct Sequencer {
     /// tree's edge from the store before the next batch.
     stale: bool,
     last_stored: Option<Instant>,
+    answers: Answers,
+}
+
+/// A committed batch, waiting for its answers.
+struct Committed {
+    first: u64,
+    signed: SignedCheckpoint,
+    waiters: Vec<oneshot::Sender<Result<u64, String>>>,
+}
+
+impl Committed {
+    /// Publishes the batch's checkpoint, then gives each waiter its index, so that the
+    /// latest checkpoint covers every entry whose append has returned.
+    fn answer(self, latest: &watch::Sender<Arc<SignedCheckpoint>>) {
+        latest.send_replace(Arc::new(self.signed));
+        for (i, done) in self.waiters.into_iter().enumerate() {
+            // A waiter that went away (client hung up) needs no answer.
+            let _ = done.send(Ok(self.first + i as u64));
+        }
+    }
+}
+
+fn answer_all(waiters: Vec<oneshot::Sender<Result<u64, String>>>, why: &str) {
+    for done in waiters {
+        let _ = done.send(Err(why.to_owned()));
+    }
+}
+
+/// How a committed batch is answered.
+enum Answers {
+    /// At once: the commit itself made the batch durable (PostgreSQL; SQLite with a
+    /// connection that syncs at commit).
+    AtCommit(watch::Sender<Arc<SignedCheckpoint>>),
+    /// After the WAL sync thread has made it durable (SQLite's audit writer).
+    AfterSync {
+        to: std::sync::mpsc::Sender<Committed>,
+        failed: Arc<std::sync::Mutex<Option<String>>>,
+    },
+}
+
+impl Answers {
+    fn committed(&self, batch: Committed) {
+        match self {
+            Answers::AtCommit(latest) => batch.answer(latest),
+            Answers::AfterSync { to, .. } => {
+                if let Err(std::sync::mpsc::SendError(batch)) = to.send(batch) {
+                    answer_all(batch.waiters, "the audit log's WAL sync has stopped");
+                }
+            }
+        }
+    }
+
+    /// Why no batch can be answered any more, if so.
+    fn failed(&self) -> Option<String> {
+        match self {
+            Answers::AtCommit(_) => None,
+            Answers::AfterSync { failed, .. } => failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
+    }
+}
+
+/// Makes committed audit batches durable: syncs the SQLite WAL file (a function, so a
+/// test can make it fail).
+pub(crate) type WalSync = Box<dyn FnMut() -> std::io::Result<()> + Send>;
+
+/// The WAL sync of the file at `path`, opened at the first sync (SQLite creates it).
+/// `fdatasync` on any descriptor of the file flushes every write SQLite made to it.
+fn wal_file_sync(path: std::path::PathBuf) -> WalSync {
+    let mut file: Option<std::fs::File> = None;
+    Box::new(move || {
+        let f = match &file {
+            Some(f) => f,
+            None => file.insert(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)?,
+            ),
+        };
+        f.sync_data()
+    })
+}
+
+/// The WAL sync thread: takes every batch committed since its last sync, syncs once,
+/// then answers them in order. The writer meanwhile inserts the next batch, so the sync
+/// no longer sits between two commits. A failed sync may have lost the batches' frames
+/// (Linux can drop the pages of a failed write-back, and a later sync then succeeds
+/// without them), so like PostgreSQL after a failed fsync the log stops: those batches
+/// and every later append fail with 503 until the gateway is restarted, and the WAL is
+/// recovered from the disk.
+fn sync_thread(
+    mut sync: WalSync,
+    from: std::sync::mpsc::Receiver<Committed>,
     latest: watch::Sender<Arc<SignedCheckpoint>>,
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+) -> impl FnOnce() + Send + 'static {
+    move || {
+        while let Ok(first) = from.recv() {
+            let mut group = vec![first];
+            group.extend(from.try_iter());
+            let stopped = failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let why = match stopped {
+                Some(why) => Some(why),
+                None => sync().err().map(|e| {
+                    let why = format!(
+                        "the audit log's WAL could not be synced ({e});                          appends stop until the gateway is restarted"
+                    );
+                    tracing::error!(error = %e, "audit WAL sync failed; appends stop");
+                    *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(why.clone());
+                    why
+                }),
+            };
+            for batch in group {
+                match &why {
+                    None => batch.answer(&latest),
+                    Some(why) => answer_all(batch.waiters, why),
+                }
+            }
+        }
+    }
 }
 
 impl Sequencer {
@@ -369,29 +527,31 @@ impl Sequencer {
             let n = batch.len();
             let (entries, waiters): (Vec<Prepared>, Vec<_>) =
                 batch.into_iter().map(|j| (j.entry, j.done)).unzip();
-            let result = self
-                .commit(&entries)
-                .instrument(tracing::debug_span!("audit.commit", entries = n))
-                .await;
-            match result {
-                Ok(first_index) => {
-                    for (i, done) in waiters.into_iter().enumerate() {
-                        // A waiter that went away (client hung up) needs no answer.
-                        let _ = done.send(Ok(first_index + i as u64));
-                    }
+            let result = match self.answers.failed() {
+                Some(why) => Err(Error::Unavailable(why)),
+                None => {
+                    self.commit(&entries)
+                        .instrument(tracing::debug_span!("audit.commit", entries = n))
+                        .await
                 }
+            };
+            match result {
+                Ok((first, signed)) => self.answers.committed(Committed {
+                    first,
+                    signed,
+                    waiters,
+                }),
                 Err(e) => {
                     tracing::error!(error = %e, entries = n, "audit batch not committed");
-                    let msg = e.to_string();
-                    for done in waiters {
-                        let _ = done.send(Err(msg.clone()));
-                    }
+                    answer_all(waiters, &e.to_string());
                 }
             }
         }
     }
 
-    async fn commit(&mut self, entries: &[Prepared]) -> Result<u64> {
+    /// Commits `entries`; returns the first one's index and the checkpoint of the tree
+    /// that ends with them.
+    async fn commit(&mut self, entries: &[Prepared]) -> Result<(u64, SignedCheckpoint)> {
         // Two tries: the second after reloading the edge when another node appended.
         for _ in 0..2 {
             if self.stale {
@@ -426,8 +586,7 @@ impl Sequencer {
                     if due {
                         self.last_stored = Some(Instant::now());
                     }
-                    self.latest.send_replace(Arc::new(signed));
-                    return Ok(first);
+                    return Ok((first, signed));
                 }
                 Err(Error::Conflict(why)) => {
                     tracing::info!(%why, "audit log moved on elsewhere; reloading its edge");
@@ -442,5 +601,81 @@ impl Sequencer {
         Err(Error::Conflict(
             "the audit log kept moving under this node".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u64) -> NewAuditEntry {
+        crate::audit::test_entry(&format!("req-{i}"), Some(format!("{i:064x}")))
+    }
+
+    /// A log on a SQLite file whose WAL sync is `sync`.
+    async fn log_with(sync: WalSync) -> (tempfile::TempDir, Store, AuditLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let (key, _) = GatewayKey::generate().unwrap();
+        let log = AuditLog::open_with(
+            store.clone(),
+            Arc::new(key),
+            AuditOptions::default(),
+            Some(sync),
+        )
+        .await
+        .unwrap();
+        (dir, store, log)
+    }
+
+    /// On SQLite a batch is committed before its WAL is synced, but nobody hears of it
+    /// (no answer, no checkpoint) until the sync is done.
+    #[tokio::test]
+    async fn an_append_returns_only_after_the_wal_sync() {
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let sync: WalSync = Box::new(move || gate.recv().map_err(std::io::Error::other));
+        let (_dir, store, log) = log_with(sync).await;
+        let l = log.clone();
+        let append = tokio::spawn(async move { l.append(entry(1)).await });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.audit_len().await.unwrap() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.audit_len().await.unwrap(), 1, "committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!append.is_finished(), "answered before the WAL sync");
+        assert_eq!(log.checkpoint().checkpoint.size, 0);
+        release.send(()).unwrap();
+        assert_eq!(append.await.unwrap().unwrap(), 0);
+        assert_eq!(log.checkpoint().checkpoint.size, 1);
+        store.close().await;
+    }
+
+    /// A failed WAL sync fails its batch, and every later append fails without being
+    /// committed: the frames of the failed sync may be gone.
+    #[tokio::test]
+    async fn a_failed_wal_sync_stops_the_log() {
+        let mut syncs = 0;
+        let sync: WalSync = Box::new(move || {
+            syncs += 1;
+            match syncs {
+                1 => Ok(()),
+                _ => Err(std::io::Error::other("disk on fire")),
+            }
+        });
+        let (_dir, store, log) = log_with(sync).await;
+        assert_eq!(log.append(entry(1)).await.unwrap(), 0);
+        let e = log.append(entry(2)).await.unwrap_err().to_string();
+        assert!(
+            e.contains("could not be synced") && e.contains("disk on fire"),
+            "{e}"
+        );
+        assert_eq!(store.audit_len().await.unwrap(), 2);
+        let e = log.append(entry(3)).await.unwrap_err().to_string();
+        assert!(e.contains("could not be synced"), "{e}");
+        assert_eq!(store.audit_len().await.unwrap(), 2, "not committed");
+        assert_eq!(log.checkpoint().checkpoint.size, 1);
+        store.close().await;
     }
 }

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use paotui_adapters::{Inline, inline_first};
@@ -11,6 +11,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 use tokio::sync::Semaphore;
 
 use crate::audit::{AuditEntry, NewAuditEntry, Outcome, PolicyDecision};
+use crate::tree::SubjectTail;
 use crate::{Error, Result};
 
 /// Runs `$body` with `$p` bound to whichever pool the store has (and `$db` to its sqlx
@@ -96,15 +97,19 @@ pub struct Store {
 /// The connection the audit sequencer commits its batches on (SQLite file stores). The
 /// durable append is the cost every request waits behind: through sqlx, each batch was
 /// one large multi-row statement per 64 entries, re-bound value by value and passed to
-/// sqlx's worker thread; here a batch is one hand-off to a blocking thread, and each row
-/// one run of a prepared statement. Only the sequencer uses it, one batch at a time, so
+/// sqlx's worker thread; here the audit sequencer's own thread writes a batch, 32 rows per
+/// run of a prepared statement. Only the sequencer uses it, one batch at a time, so
 /// the lock is never contended; other writes stay on the sqlx pool (SQLite serialises
 /// writers; `BEGIN IMMEDIATE` and the busy timeout make them queue, not fail).
 #[derive(Debug)]
 pub(crate) struct Writer {
     /// `None` once the store is closed.
     conn: Arc<Mutex<Option<rusqlite::Connection>>>,
+    /// The database's write-ahead log (SQLite names it after the database file).
+    wal: PathBuf,
     checkpointer: Arc<Checkpointer>,
+    /// What the writer keeps of the subject block being filled.
+    subjects: Mutex<SubjectTail>,
 }
 
 /// Copies the WAL back into the database file on a connection of its own, beside the
@@ -142,13 +147,21 @@ impl Writer {
             }
             Ok(c)
         };
+        let conn = open()?;
+        // The audit log syncs the WAL itself, off this connection's thread, before it
+        // answers a batch's waiters (`log::WalSync`); see [`AUDIT_WRITER_SYNCHRONOUS`].
+        conn.pragma_update(None, "synchronous", AUDIT_WRITER_SYNCHRONOUS)?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
         Ok(Writer {
-            conn: Arc::new(Mutex::new(Some(open()?))),
+            conn: Arc::new(Mutex::new(Some(conn))),
+            wal: PathBuf::from(wal),
             checkpointer: Arc::new(Checkpointer {
                 conn: Mutex::new(Some(open()?)),
                 since: AtomicU64::new(0),
                 running: AtomicBool::new(false),
             }),
+            subjects: Mutex::new(SubjectTail::default()),
         })
     }
 
@@ -183,6 +196,17 @@ impl Writer {
             }
             c.running.store(false, Ordering::Release);
         });
+    }
+
+    /// The write-ahead log file the audit writer's commits go to.
+    pub(crate) fn wal_path(&self) -> &std::path::Path {
+        &self.wal
+    }
+
+    /// The subjects of the block being filled (only the audit sequencer takes them, so
+    /// the lock is never contended).
+    pub(crate) fn subjects(&self) -> MutexGuard<'_, SubjectTail> {
+        self.subjects.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on the writer connection on this thread (the audit sequencer's own).
@@ -226,6 +250,18 @@ const SQLITE_PRAGMAS: [(&str, &str); 4] = [
     ("foreign_keys", "ON"),
     ("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES),
 ];
+
+/// `synchronous` on the audit writer connection: NORMAL, so a commit writes its WAL
+/// frames without waiting for them to reach the disk. The audit log then syncs the WAL
+/// file on a thread of its own (`log::WalSync`) and answers a batch's waiters only after
+/// that sync, so an answer still leaves only once its entry is durable, while the writer
+/// already inserts the next batch. In WAL mode NORMAL writes the same frames as FULL on a
+/// file system with power-safe overwrite (SQLite's default on unix); it only skips the
+/// sync at commit, and still syncs the WAL before a checkpoint and its header when the
+/// WAL restarts (<https://sqlite.org/pragma.html#pragma_synchronous>). With FULL the
+/// writer sat waiting for that sync in about a third of its time at 1,024 writers
+/// (benches/BENCHMARKS.md, "2026-12-06 (afternoon)"). Every other connection keeps FULL.
+pub(crate) const AUDIT_WRITER_SYNCHRONOUS: &str = "NORMAL";
 
 /// WAL pages after which a commit copies the WAL back into the database (SQLite's
 /// default is 1,000, about 4 MB). Each such checkpoint runs inside the commit that
@@ -724,7 +760,8 @@ mod tests {
 
     /// Every connection that can commit to a SQLite store runs with the same settings:
     /// the audit writer, and the sqlx pool (whose commit would otherwise run the WAL
-    /// copy at SQLite's default of 1,000 pages).
+    /// copy at SQLite's default of 1,000 pages). Only `synchronous` differs: the audit
+    /// log syncs its writer's WAL itself.
     #[tokio::test]
     async fn sqlite_connections_checkpoint_at_the_raised_mark() -> Result<()> {
         let (_dir, store) = sqlite_store().await?;
@@ -740,11 +777,12 @@ mod tests {
             .run(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))?))
             .await?;
         assert_eq!(mode, "wal", "writer");
-        // As SQLite reports them: FULL as 2, ON as 1.
-        for (name, want) in [
-            ("synchronous", 2),
-            ("foreign_keys", 1),
-            ("wal_autocheckpoint", 20_000),
+        // As SQLite reports them: FULL as 2, NORMAL as 1, ON as 1. The audit writer
+        // alone commits with NORMAL: the audit log syncs its WAL itself.
+        for (name, want, writer_want) in [
+            ("synchronous", 2, 1),
+            ("foreign_keys", 1, 1),
+            ("wal_autocheckpoint", 20_000, 20_000),
         ] {
             let sql = format!("PRAGMA {name}");
             let pooled: i64 = sqlx::query_scalar(&sql).fetch_one(pool).await?;
@@ -752,8 +790,9 @@ mod tests {
             let written = w
                 .run(move |c| Ok(c.query_row(&sql, [], |r| r.get::<_, i64>(0))?))
                 .await?;
-            assert_eq!(written, want, "writer: {name}");
+            assert_eq!(written, writer_want, "writer: {name}");
         }
+        assert!(w.wal_path().is_file(), "{}", w.wal_path().display());
         store.close().await;
         Ok(())
     }

@@ -320,17 +320,23 @@ async fn a_failed_commit_fails_every_waiter_of_its_batch_and_stores_nothing() {
     b.done().await;
 }
 
-/// Appends that arrive while a batch is stuck in its commit (here: waiting for SQLite's
-/// write lock) queue for the next batch. When the stuck batch fails, they take its indices
-/// and the tree stays whole.
-#[tokio::test]
-async fn appends_queued_behind_a_failed_batch_take_its_place() {
+/// A log on [`Backend::sqlite_with_boom`], and its key.
+async fn boom_log() -> (Backend, Arc<GatewayKey>, AuditLog) {
     let b = Backend::sqlite_with_boom().await;
     let (key, _) = GatewayKey::generate().unwrap();
     let key = Arc::new(key);
     let log = AuditLog::open(b.store.clone(), key.clone(), opts())
         .await
         .unwrap();
+    (b, key, log)
+}
+
+/// Appends that arrive while a batch is stuck in its commit (here: waiting for SQLite's
+/// write lock) queue for the next batch. When the stuck batch fails, they take its indices
+/// and the tree stays whole.
+#[tokio::test]
+async fn appends_queued_behind_a_failed_batch_take_its_place() {
+    let (b, key, log) = boom_log().await;
     // Hold SQLite's write lock, so the first batch waits inside its commit.
     let mut lock = sqlx::SqliteConnection::connect(&b.url).await.unwrap();
     sqlx::query("BEGIN IMMEDIATE")
@@ -361,6 +367,68 @@ async fn appends_queued_behind_a_failed_batch_take_its_place() {
     let report = check(&b, &key).await;
     assert_eq!(report.problem, None);
     assert_eq!(report.size, 5);
+    b.done().await;
+}
+
+/// Appends `from..to` (50 subjects over and over) with 64 concurrent writers.
+async fn append_many(log: &AuditLog, from: usize, to: usize) {
+    let tasks: Vec<_> = (0..64usize)
+        .map(|w| {
+            let l = log.clone();
+            tokio::spawn(async move {
+                for i in (from + w..to).step_by(64) {
+                    l.append(entry(i % 50)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// The SQLite writer writes a completed subject block from the subjects it kept in memory
+/// when it saw the whole block, and from the log otherwise (here: block 0, half written
+/// before the store was reopened). Either way the lookup table holds exactly the log's
+/// subjects, and a batch that failed leaves nothing of its own behind.
+#[tokio::test]
+async fn subject_blocks_hold_the_logs_subjects_after_a_reopen_and_a_failed_batch() {
+    let (b, key, log) = boom_log().await;
+    append_many(&log, 0, 10_000).await;
+    drop(log);
+    b.store.close().await;
+    let store = Store::open(&b.url).await.unwrap();
+    let log = AuditLog::open(store.clone(), key.clone(), opts())
+        .await
+        .unwrap();
+    append_many(&log, 10_000, 20_000).await;
+    // Its own subject, so a row of it in the lookup table would show.
+    let mut boom = entry(777);
+    boom.request_id = "boom".into();
+    assert!(log.append(boom).await.is_err());
+    append_many(&log, 20_000, 2 * 16_384 + 100).await;
+    let mut c = sqlx::SqliteConnection::connect(&b.url).await.unwrap();
+    let blocks: i64 = sqlx::query_scalar("SELECT blocks FROM audit_subject_blocks")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(blocks, 2);
+    let want = "SELECT idx / 16384, subject_hmac, idx FROM audit_entries \
+                WHERE subject_hmac IS NOT NULL AND idx < 32768";
+    let have = "SELECT block, subject_hmac, idx FROM audit_subjects";
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_subjects")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2 * 16_384);
+    let missing = format!("SELECT COUNT(*) FROM ({want} EXCEPT {have})");
+    let extra = format!("SELECT COUNT(*) FROM ({have} EXCEPT {want})");
+    for sql in [missing, extra] {
+        let n: i64 = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap();
+        assert_eq!(n, 0, "{sql}");
+    }
+    c.close().await.unwrap();
+    store.close().await;
     b.done().await;
 }
 
