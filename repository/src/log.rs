@@ -182,8 +182,9 @@ impl AuditLog {
         AuditLog::open_with(store, key, opts, sync).await
     }
 
-    /// [`AuditLog::open`], with the WAL sync that makes SQLite batches durable (`None`:
-    /// the commit does).
+    /// [`AuditLog::open`], with the WAL sync that makes SQLite batches durable. `None`
+    /// only on PostgreSQL, whose commit does: the SQLite audit writer commits without a
+    /// sync ([`crate::store::AUDIT_WRITER_SYNCHRONOUS`]).
     pub(crate) async fn open_with(
         store: Store,
         key: Arc<GatewayKey>,
@@ -405,8 +406,7 @@ fn answer_all(waiters: Vec<oneshot::Sender<Result<u64, String>>>, why: &str) {
 
 /// How a committed batch is answered.
 enum Answers {
-    /// At once: the commit itself made the batch durable (PostgreSQL; SQLite with a
-    /// connection that syncs at commit).
+    /// At once: the commit itself made the batch durable (PostgreSQL).
     AtCommit(watch::Sender<Arc<SignedCheckpoint>>),
     /// After the WAL sync thread has made it durable (SQLite's audit writer).
     AfterSync {
@@ -486,11 +486,13 @@ fn sync_thread(
                 Some(why) => Some(why),
                 None => sync().err().map(|e| {
                     let why = format!(
-                        "the audit log's WAL could not be synced ({e});                          appends stop until the gateway is restarted"
+                        "the audit log's WAL could not be synced ({e}); \
+                         appends stop until the gateway is restarted"
                     );
                     tracing::error!(error = %e, "audit WAL sync failed; appends stop");
-                    *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some(why.clone());
+                    *failed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
                     why
                 }),
             };
@@ -668,7 +670,7 @@ mod tests {
         assert_eq!(log.append(entry(1)).await.unwrap(), 0);
         let e = log.append(entry(2)).await.unwrap_err().to_string();
         assert!(
-            e.contains("could not be synced") && e.contains("disk on fire"),
+            e.contains("could not be synced (disk on fire); appends stop until"),
             "{e}"
         );
         assert_eq!(store.audit_len().await.unwrap(), 2);
