@@ -206,7 +206,7 @@ impl AuditLog {
             None => Answers::AtCommit(latest_tx),
             Some(sync) => {
                 let (to, from) = std::sync::mpsc::channel();
-                let failed = Arc::new(std::sync::Mutex::new(None));
+                let failed = Arc::new(std::sync::OnceLock::new());
                 std::thread::Builder::new()
                     .name("paotui-audit-sync".into())
                     .spawn(sync_thread(sync, from, latest_tx, failed.clone()))
@@ -411,7 +411,7 @@ enum Answers {
     /// After the WAL sync thread has made it durable (SQLite's audit writer).
     AfterSync {
         to: std::sync::mpsc::Sender<Committed>,
-        failed: Arc<std::sync::Mutex<Option<String>>>,
+        failed: Arc<std::sync::OnceLock<String>>,
     },
 }
 
@@ -431,10 +431,7 @@ impl Answers {
     fn failed(&self) -> Option<String> {
         match self {
             Answers::AtCommit(_) => None,
-            Answers::AfterSync { failed, .. } => failed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
+            Answers::AfterSync { failed, .. } => failed.get().cloned(),
         }
     }
 }
@@ -472,28 +469,24 @@ fn sync_thread(
     mut sync: WalSync,
     from: std::sync::mpsc::Receiver<Committed>,
     latest: watch::Sender<Arc<SignedCheckpoint>>,
-    failed: Arc<std::sync::Mutex<Option<String>>>,
+    failed: Arc<std::sync::OnceLock<String>>,
 ) -> impl FnOnce() + Send + 'static {
     move || {
         while let Ok(first) = from.recv() {
             let mut group = vec![first];
             group.extend(from.try_iter());
-            let stopped = failed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            let why = match stopped {
-                Some(why) => Some(why),
+            let why = match failed.get() {
+                Some(why) => Some(why.clone()),
                 None => sync().err().map(|e| {
-                    let why = format!(
-                        "the audit log's WAL could not be synced ({e}); \
-                         appends stop until the gateway is restarted"
-                    );
                     tracing::error!(error = %e, "audit WAL sync failed; appends stop");
-                    *failed
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
-                    why
+                    failed
+                        .get_or_init(|| {
+                            format!(
+                                "the audit log's WAL could not be synced ({e}); \
+                                 appends stop until the gateway is restarted"
+                            )
+                        })
+                        .clone()
                 }),
             };
             for batch in group {

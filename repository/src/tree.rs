@@ -409,6 +409,16 @@ fn bind_entry(
         &allowed,
         &policies,
     ];
+    bind_row(stmt, row, &cells)
+}
+
+/// Binds `cells` to row `row` of a statement whose rows are `cells.len()` placeholders
+/// each.
+fn bind_row(
+    stmt: &mut rusqlite::Statement<'_>,
+    row: usize,
+    cells: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<()> {
     for (k, cell) in cells.iter().enumerate() {
         stmt.raw_bind_parameter(row * cells.len() + k + 1, cell)?;
     }
@@ -455,9 +465,9 @@ impl SubjectTail {
         Some(rows)
     }
 
-    /// Takes in the committed batch `first..`; forgets the blocks below `written` (all of
-    /// whose rows are stored).
-    fn committed(&mut self, first: i64, entries: &[Prepared], written: i64) {
+    /// Takes in the committed batch `first..`, and forgets the complete blocks before it
+    /// ends: their rows are stored (by this batch, an earlier one, or the catch-up at open).
+    fn committed(&mut self, first: i64, entries: &[Prepared]) {
         if self.end != first {
             *self = SubjectTail {
                 from: first,
@@ -471,7 +481,7 @@ impl SubjectTail {
                 .filter_map(|(i, p)| p.entry.subject_hmac.clone().map(|s| (s, i))),
         );
         self.end = first + entries.len() as i64;
-        let start = written * SUBJECT_BLOCK;
+        let start = self.end / SUBJECT_BLOCK * SUBJECT_BLOCK;
         if self.from < start {
             self.rows.retain(|(_, i)| *i >= start);
             self.from = start.min(self.end);
@@ -513,8 +523,6 @@ fn commit_sqlite(
         Ok(bind_entry(stmt, row, first + to_i64(n as u64)?, p)?)
     })?;
     let end = first + to_i64(entries.len() as u64)?;
-    // Blocks below this are all stored (as far as this commit knows).
-    let mut written = first / SUBJECT_BLOCK;
     // Only the batch that completes a block writes it (catch-up is done at open).
     if end / SUBJECT_BLOCK > first / SUBJECT_BLOCK {
         let done: i64 = tx
@@ -525,13 +533,7 @@ fn commit_sqlite(
             match subjects.block_rows(block, first, entries) {
                 Some(rows) => {
                     sqlite_insert_rows(&tx, &SUBJECT_INSERTS, &rows, |stmt, row, _, r| {
-                        for (k, cell) in [&block as &dyn rusqlite::ToSql, &r.0, &r.1]
-                            .iter()
-                            .enumerate()
-                        {
-                            stmt.raw_bind_parameter(row * 3 + k + 1, cell)?;
-                        }
-                        Ok(())
+                        Ok(bind_row(stmt, row, &[&block, &r.0, &r.1])?)
                     })?
                 }
                 None => {
@@ -543,7 +545,6 @@ fn commit_sqlite(
                 }
             }
         }
-        written = full.max(done);
         if full > done {
             tx.prepare_cached("UPDATE audit_subject_blocks SET blocks = ?1 WHERE id = 0")?
                 .execute([full])?;
@@ -559,7 +560,7 @@ fn commit_sqlite(
         ])?;
     }
     tx.commit()?;
-    subjects.committed(first, entries, written);
+    subjects.committed(first, entries);
     Ok(())
 }
 
@@ -895,7 +896,7 @@ mod tests {
         let b = SUBJECT_BLOCK;
         let mut tail = SubjectTail::default();
         let one = with_subjects(&[Some("c"), None, Some("a")]);
-        tail.committed(0, &one, 0);
+        tail.committed(0, &one);
         let two = with_subjects(&[Some("b"), Some("a")]);
         // Block 0 from the kept subjects and the batch about to commit, in key order.
         assert_eq!(
@@ -914,9 +915,9 @@ mod tests {
         // A tail that starts inside block 0 (the log was reopened there) leaves that
         // block to the SQL, but gives the next block whole.
         let mut tail = SubjectTail::default();
-        tail.committed(b - 2, &one, 0);
+        tail.committed(b - 2, &one);
         assert_eq!(tail.block_rows(0, b + 1, &two), None);
-        tail.committed(b + 1, &two, 1);
+        tail.committed(b + 1, &two);
         assert_eq!(tail.from, b);
         assert_eq!(
             tail.block_rows(1, b + 3, &three),
