@@ -140,8 +140,8 @@ async fn big_log(n: u64, key: Arc<GatewayKey>) -> Result<(Store, AuditLog), Erro
              INSERT INTO audit_entries (idx, at_us, request_id, caller_dept, caller_system, \
                operator, action, service, outcome, status, subject_hmac, fields, body_sha256) \
              SELECT i, 1700000000000000 + i, 'bench-' || i, 'RS', 'shebao', 'clerk-001', \
-               'service.query', 'population.person', 'ok', 200, printf('%064x', i * 7), \
-               '[\"name\",\"gender\"]', printf('%064x', i) FROM k",
+               'service.query', 'population.person', 'ok', 200, unhex(printf('%064x', i * 7)), \
+               '[\"name\",\"gender\"]', unhex(printf('%064x', i)) FROM k",
         )
         .bind(i64::try_from(n)?)
         .execute(&mut c)

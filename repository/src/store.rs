@@ -378,6 +378,61 @@ pub(crate) const COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_sy
      action, service, case_id, matter, outcome, status, reason, subject_hmac, fields, body_sha256, \
      decision, policies";
 
+/// [`COLUMNS`] as SQLite reads them: a digest stored as its bytes ([`Digest`]) comes back
+/// as the lowercase hex it was given as.
+const SQLITE_COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_system, caller_serial, \
+     operator, action, service, case_id, matter, outcome, status, reason, \
+     CASE typeof(subject_hmac) WHEN 'blob' THEN lower(hex(subject_hmac)) ELSE subject_hmac END \
+       AS subject_hmac, \
+     fields, \
+     CASE typeof(body_sha256) WHEN 'blob' THEN lower(hex(body_sha256)) ELSE body_sha256 END \
+       AS body_sha256, \
+     decision, policies";
+
+/// A digest column of the log (`subject_hmac`, `body_sha256`) as SQLite stores it
+/// (migration 0011): lowercase hex, which is what the gateway writes, as its bytes, half
+/// the size; anything else as the text it is, so every value reads back as given. The
+/// two digests were 128 of an entry's ~330 bytes, and every byte of a row is written
+/// twice, to the WAL and by the checkpoint into the database (BENCHMARKS.md, "2026-12-06
+/// (evening)"). PostgreSQL keeps text.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Digest<'a> {
+    Bytes(Vec<u8>),
+    Text(&'a str),
+}
+
+impl<'a> Digest<'a> {
+    pub(crate) fn of(hex: &'a str) -> Digest<'a> {
+        let nibble = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        let bytes: Option<Vec<u8>> = (hex.len().is_multiple_of(2) && !hex.is_empty())
+            .then(|| {
+                hex.as_bytes()
+                    .chunks_exact(2)
+                    .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+                    .collect()
+            })
+            .flatten();
+        bytes.map_or(Digest::Text(hex), Digest::Bytes)
+    }
+}
+
+impl rusqlite::ToSql for Digest<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            Digest::Bytes(b) => {
+                rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Blob(b))
+            }
+            Digest::Text(t) => rusqlite::types::ToSqlOutput::Borrowed(
+                rusqlite::types::ValueRef::Text(t.as_bytes()),
+            ),
+        })
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the store at `url`:
     /// `sqlite://path/to/store.db` or `postgres://…`.
@@ -426,6 +481,14 @@ impl Store {
             return Err(Error::BadUrl(url.to_owned()));
         };
         Ok(Store { backend })
+    }
+
+    /// The select list of a log entry on this store's backend.
+    fn audit_columns(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(..) => SQLITE_COLUMNS,
+            Backend::Postgres(_) => COLUMNS,
+        }
     }
 
     /// A SQLite file's rusqlite readers (`None` on PostgreSQL).
@@ -512,13 +575,14 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
         let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let columns = self.audit_columns();
         // The indexed blocks, one key seek per block (the recursive CTE counts them down,
         // newest first), plus the tail the next block-completing append will index.
         let sql = format!(
             "WITH RECURSIVE b(n) AS ( \
                SELECT blocks - 1 FROM audit_subject_blocks WHERE id = 0 AND blocks > 0 \
                UNION ALL SELECT n - 1 FROM b WHERE n > 0) \
-             SELECT {COLUMNS} FROM audit_entries WHERE idx IN ( \
+             SELECT {columns} FROM audit_entries WHERE idx IN ( \
                SELECT s.idx FROM b JOIN audit_subjects s \
                  ON s.block = b.n AND s.subject_hmac = $1 \
                UNION ALL \
@@ -528,15 +592,25 @@ impl Store {
              AND idx < $2 ORDER BY idx DESC LIMIT $3",
             block = crate::tree::SUBJECT_BLOCK
         );
-        on_pool!(self, p => sqlx::query(&sql)
-            .bind(subject_hmac)
-            .bind(before)
-            .bind(i64::from(limit))
-            .fetch_all(p)
-            .await?
-            .iter()
-            .map(decode)
-            .collect())
+        // Bound as stored: in SQLite a blob never equals text.
+        let key = match self.backend {
+            Backend::Sqlite(..) => Digest::of(subject_hmac),
+            Backend::Postgres(_) => Digest::Text(subject_hmac),
+        };
+        on_pool!(self, p => {
+            let q = sqlx::query(&sql);
+            let q = match &key {
+                Digest::Bytes(b) => q.bind(b.as_slice()),
+                Digest::Text(t) => q.bind(*t),
+            };
+            q.bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(decode)
+                .collect()
+        })
     }
 
     /// One page of entries for a table scan, in index order: `idx` in `[idx_from, idx_to)`,
@@ -549,8 +623,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AuditEntry>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 \
-             AND at_us >= $3 AND at_us < $4 ORDER BY idx LIMIT $5"
+            "SELECT {} FROM audit_entries WHERE idx >= $1 AND idx < $2 \
+             AND at_us >= $3 AND at_us < $4 ORDER BY idx LIMIT $5",
+            self.audit_columns()
         );
         self.audit_rows(sql, vec![idx.0, idx.1, at.0, at.1, limit])
             .await
@@ -623,7 +698,8 @@ impl Store {
         let from = i64::try_from(from).unwrap_or(i64::MAX);
         let to = i64::try_from(to).unwrap_or(i64::MAX);
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
+            "SELECT {} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            self.audit_columns()
         );
         self.audit_rows(sql, vec![from, to]).await
     }
@@ -878,6 +954,16 @@ mod tests {
         assert_ne!(on, here);
         store.close().await;
         Ok(())
+    }
+
+    #[test]
+    fn only_lowercase_hex_is_stored_as_bytes() {
+        assert_eq!(Digest::of("ab09"), Digest::Bytes(vec![0xab, 0x09]));
+        let h = "00ff".repeat(16);
+        assert_eq!(Digest::of(&h), Digest::Bytes([0, 0xff].repeat(16)));
+        for text in ["", "AB", "aB", "abc", "0g", "zz", "a b ", "é0"] {
+            assert_eq!(Digest::of(text), Digest::Text(text), "{text:?}");
+        }
     }
 
     /// On a SQLite file the log's entries are read by the rusqlite readers, not sqlx:

@@ -14,7 +14,7 @@ use paotui_certs::tlog::{self, Frontier, Hash, NodeId};
 use sqlx::QueryBuilder;
 
 use crate::audit::NewAuditEntry;
-use crate::store::{Backend, COLUMNS, on_pool};
+use crate::store::{Backend, COLUMNS, Digest, on_pool};
 use crate::{Error, Result, Store};
 
 // A fixed advisory-lock key serialises appenders across gateway nodes on PostgreSQL.
@@ -388,6 +388,8 @@ fn bind_entry(
     let e = &p.entry;
     let (allowed, policies) = p.decision.as_ref().map(|(a, j)| (*a, j.as_str())).unzip();
     let outcome = e.outcome.as_str();
+    let subject = e.subject_hmac.as_deref().map(Digest::of);
+    let body = e.body_sha256.as_deref().map(Digest::of);
     let cells: [&dyn rusqlite::ToSql; 19] = [
         &idx,
         &e.at_us,
@@ -403,9 +405,9 @@ fn bind_entry(
         &outcome,
         &e.status,
         &e.reason,
-        &e.subject_hmac,
+        &subject,
         &p.fields,
-        &e.body_sha256,
+        &body,
         &allowed,
         &policies,
     ];
@@ -533,7 +535,7 @@ fn commit_sqlite(
             match subjects.block_rows(block, first, entries) {
                 Some(rows) => {
                     sqlite_insert_rows(&tx, &SUBJECT_INSERTS, &rows, |stmt, row, _, r| {
-                        Ok(bind_row(stmt, row, &[&block, &r.0, &r.1])?)
+                        Ok(bind_row(stmt, row, &[&block, &Digest::of(r.0), &r.1])?)
                     })?
                 }
                 None => {

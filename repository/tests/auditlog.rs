@@ -432,6 +432,93 @@ async fn subject_blocks_hold_the_logs_subjects_after_a_reopen_and_a_failed_batch
     b.done().await;
 }
 
+/// On SQLite the log's digests are stored as their bytes (migration 0011) and read back
+/// as the hex they were appended as, and text that is not lowercase hex stays text, so
+/// every entry reads, hashes and is found by subject as appended. Rows written before the
+/// migration (hex text) read the same, and the migration turns them into bytes.
+#[tokio::test]
+async fn sqlite_keeps_digests_as_bytes_and_reads_them_as_appended() {
+    let b = Backend::sqlite().await;
+    let (log, key) = filled(&b, 40).await;
+    let mut odd = entry(40);
+    odd.subject_hmac = Some("Not-Hex".into());
+    odd.body_sha256 = Some("ABCD".into());
+    assert_eq!(log.append(odd.clone()).await.unwrap(), 40);
+    let mut c = sqlx::SqliteConnection::connect(&b.url).await.unwrap();
+    async fn read_back(store: &Store, odd: &NewAuditEntry) {
+        let all = store.audit_range(0, 41).await.unwrap();
+        assert_eq!(all.len(), 41);
+        for e in &all[..40] {
+            let i: usize = e.entry.request_id["req-".len()..].parse().unwrap();
+            assert_eq!(e.entry, entry(i));
+        }
+        assert_eq!(&all[40].entry, odd);
+    }
+    /// A subject is looked up as stored.
+    async fn look_up(store: &Store) {
+        let seven = store
+            .audit_of_subject(&format!("{:064x}", 7), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(seven.len(), 1);
+        assert_eq!(seven[0].entry, entry(7));
+        let found = store.audit_of_subject("Not-Hex", None, 10).await.unwrap();
+        assert_eq!(found.iter().map(|e| e.index).collect::<Vec<_>>(), [40]);
+    }
+    async fn types(c: &mut sqlx::SqliteConnection) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT typeof(subject_hmac) || length(subject_hmac) || ' ' \
+             || typeof(body_sha256) || length(body_sha256) FROM audit_entries ORDER BY idx",
+        )
+        .fetch_all(c)
+        .await
+        .unwrap()
+    }
+    let mut want = vec!["blob32 blob32".to_string(); 40];
+    want.push("text7 text4".into());
+    assert_eq!(types(&mut c).await, want);
+    read_back(&b.store, &odd).await;
+    look_up(&b.store).await;
+    assert_eq!(check(&b, &key).await.problem, None);
+
+    // As a log from before migration 0011 holds them: hex text. Read as before (a
+    // subject is looked up only as the migration leaves it).
+    for col in ["subject_hmac", "body_sha256"] {
+        sqlx::query(&format!(
+            "UPDATE audit_entries SET {col} = lower(hex({col})) WHERE typeof({col}) = 'blob'"
+        ))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    let mut old = vec!["text64 text64".to_string(); 40];
+    old.push("text7 text4".into());
+    assert_eq!(types(&mut c).await, old);
+    read_back(&b.store, &odd).await;
+    sqlx::raw_sql(include_str!(
+        "../migrations/sqlite/0011_audit_digest_bytes.sql"
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(types(&mut c).await, want);
+    read_back(&b.store, &odd).await;
+    look_up(&b.store).await;
+    assert_eq!(check(&b, &key).await.problem, None);
+
+    // A byte of a stored digest changed is caught at its entry.
+    sqlx::query(
+        "UPDATE audit_entries SET body_sha256 = CAST(X'ff' || substr(body_sha256, 2) AS BLOB) \
+         WHERE idx = 12",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(check(&b, &key).await.problem.map(|p| p.index), Some(12));
+    c.close().await.unwrap();
+    b.done().await;
+}
+
 #[tokio::test]
 async fn two_nodes_on_one_postgres_log_keep_it_dense() {
     let Some(b) = Backend::postgres().await else {
@@ -480,9 +567,7 @@ async fn verify_names_the_index_of_every_kind_of_tampering() {
     let cases: [(&str, &[&str], u64); 6] = [
         (
             "one byte of an entry changed",
-            &[
-                "UPDATE audit_entries SET body_sha256 = 'f' || substr(body_sha256, 2) WHERE idx = 42",
-            ],
+            &["UPDATE audit_entries SET request_id = 'X' || substr(request_id, 2) WHERE idx = 42"],
             42,
         ),
         (
