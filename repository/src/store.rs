@@ -378,20 +378,10 @@ pub(crate) const COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_sy
      action, service, case_id, matter, outcome, status, reason, subject_hmac, fields, body_sha256, \
      decision, policies";
 
-/// [`COLUMNS`] as SQLite reads them: a digest stored as its bytes ([`Digest`]) comes back
-/// as the lowercase hex it was given as.
-const SQLITE_COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_system, caller_serial, \
-     operator, action, service, case_id, matter, outcome, status, reason, \
-     CASE typeof(subject_hmac) WHEN 'blob' THEN lower(hex(subject_hmac)) ELSE subject_hmac END \
-       AS subject_hmac, \
-     fields, \
-     CASE typeof(body_sha256) WHEN 'blob' THEN lower(hex(body_sha256)) ELSE body_sha256 END \
-       AS body_sha256, \
-     decision, policies";
-
 /// A digest column of the log (`subject_hmac`, `body_sha256`) as SQLite stores it
 /// (migration 0011): lowercase hex, which is what the gateway writes, as its bytes, half
-/// the size; anything else as the text it is, so every value reads back as given. The
+/// the size; anything else as the text it is, so every value reads back as given
+/// ([`Hex`]). The
 /// two digests were 128 of an entry's ~330 bytes, and every byte of a row is written
 /// twice, to the WAL and by the checkpoint into the database (BENCHMARKS.md, "2026-12-06
 /// (evening)"). PostgreSQL keeps text.
@@ -417,6 +407,73 @@ impl<'a> Digest<'a> {
             })
             .flatten();
         bytes.map_or(Digest::Text(hex), Digest::Bytes)
+    }
+}
+
+/// A digest column as read: a stored blob as its lowercase hex, text as it is (on
+/// PostgreSQL always text). Converted here rather than by `lower(hex(…))` in the query,
+/// so a scan of the log costs SQLite no work per row beyond reading the column.
+#[derive(Debug)]
+pub(crate) struct Hex(String);
+
+impl Hex {
+    fn of_bytes(b: &[u8]) -> Hex {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(b.len() * 2);
+        for x in b {
+            s.push(char::from(DIGITS[usize::from(x >> 4)]));
+            s.push(char::from(DIGITS[usize::from(x & 15)]));
+        }
+        Hex(s)
+    }
+}
+
+impl rusqlite::types::FromSql for Hex {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match v {
+            rusqlite::types::ValueRef::Blob(b) => Ok(Hex::of_bytes(b)),
+            other => String::column_result(other).map(Hex),
+        }
+    }
+}
+
+impl sqlx::Type<sqlx::Sqlite> for Hex {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+    fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+            || <Vec<u8> as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for Hex {
+    fn decode(
+        v: sqlx::sqlite::SqliteValueRef<'r>,
+    ) -> std::result::Result<Self, sqlx::error::BoxDynError> {
+        use sqlx::{TypeInfo, ValueRef};
+        if v.type_info().name() == "BLOB" {
+            <&[u8] as sqlx::Decode<sqlx::Sqlite>>::decode(v).map(Hex::of_bytes)
+        } else {
+            <String as sqlx::Decode<sqlx::Sqlite>>::decode(v).map(Hex)
+        }
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for Hex {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Hex {
+    fn decode(
+        v: sqlx::postgres::PgValueRef<'r>,
+    ) -> std::result::Result<Self, sqlx::error::BoxDynError> {
+        <String as sqlx::Decode<sqlx::Postgres>>::decode(v).map(Hex)
     }
 }
 
@@ -481,14 +538,6 @@ impl Store {
             return Err(Error::BadUrl(url.to_owned()));
         };
         Ok(Store { backend })
-    }
-
-    /// The select list of a log entry on this store's backend.
-    fn audit_columns(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(..) => SQLITE_COLUMNS,
-            Backend::Postgres(_) => COLUMNS,
-        }
     }
 
     /// A SQLite file's rusqlite readers (`None` on PostgreSQL).
@@ -575,14 +624,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
         let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-        let columns = self.audit_columns();
         // The indexed blocks, one key seek per block (the recursive CTE counts them down,
         // newest first), plus the tail the next block-completing append will index.
         let sql = format!(
             "WITH RECURSIVE b(n) AS ( \
                SELECT blocks - 1 FROM audit_subject_blocks WHERE id = 0 AND blocks > 0 \
                UNION ALL SELECT n - 1 FROM b WHERE n > 0) \
-             SELECT {columns} FROM audit_entries WHERE idx IN ( \
+             SELECT {COLUMNS} FROM audit_entries WHERE idx IN ( \
                SELECT s.idx FROM b JOIN audit_subjects s \
                  ON s.block = b.n AND s.subject_hmac = $1 \
                UNION ALL \
@@ -623,9 +671,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AuditEntry>> {
         let sql = format!(
-            "SELECT {} FROM audit_entries WHERE idx >= $1 AND idx < $2 \
-             AND at_us >= $3 AND at_us < $4 ORDER BY idx LIMIT $5",
-            self.audit_columns()
+            "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 \
+             AND at_us >= $3 AND at_us < $4 ORDER BY idx LIMIT $5"
         );
         self.audit_rows(sql, vec![idx.0, idx.1, at.0, at.1, limit])
             .await
@@ -698,8 +745,7 @@ impl Store {
         let from = i64::try_from(from).unwrap_or(i64::MAX);
         let to = i64::try_from(to).unwrap_or(i64::MAX);
         let sql = format!(
-            "SELECT {} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-            self.audit_columns()
+            "SELECT {COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
         );
         self.audit_rows(sql, vec![from, to]).await
     }
@@ -758,9 +804,9 @@ struct StoredRow {
     outcome: String,
     status: i32,
     reason: Option<String>,
-    subject_hmac: Option<String>,
+    subject_hmac: Option<Hex>,
     fields: Option<String>,
-    body_sha256: Option<String>,
+    body_sha256: Option<Hex>,
     decision: Option<String>,
     policies: Option<String>,
 }
@@ -788,12 +834,12 @@ impl StoredRow {
                 status: u16::try_from(self.status)
                     .map_err(|_| Error::Invalid("stored status out of range".into()))?,
                 reason: self.reason,
-                subject_hmac: self.subject_hmac,
+                subject_hmac: self.subject_hmac.map(|h| h.0),
                 fields: match self.fields {
                     Some(f) => serde_json::from_str(&f).map_err(json)?,
                     None => vec![],
                 },
-                body_sha256: self.body_sha256,
+                body_sha256: self.body_sha256.map(|h| h.0),
                 decision: match self.decision.as_deref() {
                     None => None,
                     Some(d @ ("allow" | "deny")) => Some(PolicyDecision {
@@ -819,6 +865,7 @@ where
     for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<Hex>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     stored_row!(r, try_get).entry()
 }
