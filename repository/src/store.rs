@@ -381,10 +381,9 @@ pub(crate) const COLUMNS: &str = "idx, at_us, request_id, caller_dept, caller_sy
 /// A digest column of the log (`subject_hmac`, `body_sha256`) as SQLite stores it
 /// (migration 0011): lowercase hex, which is what the gateway writes, as its bytes, half
 /// the size; anything else as the text it is, so every value reads back as given
-/// ([`Hex`]). The
-/// two digests were 128 of an entry's ~330 bytes, and every byte of a row is written
-/// twice, to the WAL and by the checkpoint into the database (BENCHMARKS.md, "2026-12-06
-/// (evening)"). PostgreSQL keeps text.
+/// ([`Hex`]). The two digests were 128 of an entry's ~330 bytes, and every byte of a row
+/// is written twice, to the WAL and by the checkpoint into the database (BENCHMARKS.md,
+/// "2026-12-06 (evening)"). PostgreSQL keeps text.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Digest<'a> {
     Bytes(Vec<u8>),
@@ -392,21 +391,27 @@ pub(crate) enum Digest<'a> {
 }
 
 impl<'a> Digest<'a> {
-    pub(crate) fn of(hex: &'a str) -> Digest<'a> {
-        let nibble = |b: u8| match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            _ => None,
-        };
-        let bytes: Option<Vec<u8>> = (hex.len().is_multiple_of(2) && !hex.is_empty())
-            .then(|| {
-                hex.as_bytes()
-                    .chunks_exact(2)
-                    .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-                    .collect()
-            })
-            .flatten();
-        bytes.map_or(Digest::Text(hex), Digest::Bytes)
+    pub(crate) fn of(text: &'a str) -> Digest<'a> {
+        // `hex::decode` also takes upper case, which would not read back as written.
+        let lower =
+            !text.is_empty() && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        match lower.then(|| hex::decode(text)) {
+            Some(Ok(bytes)) => Digest::Bytes(bytes),
+            _ => Digest::Text(text),
+        }
+    }
+}
+
+impl rusqlite::ToSql for Digest<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            Digest::Bytes(b) => {
+                rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Blob(b))
+            }
+            Digest::Text(t) => rusqlite::types::ToSqlOutput::Borrowed(
+                rusqlite::types::ValueRef::Text(t.as_bytes()),
+            ),
+        })
     }
 }
 
@@ -416,22 +421,10 @@ impl<'a> Digest<'a> {
 #[derive(Debug)]
 pub(crate) struct Hex(String);
 
-impl Hex {
-    fn of_bytes(b: &[u8]) -> Hex {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(b.len() * 2);
-        for x in b {
-            s.push(char::from(DIGITS[usize::from(x >> 4)]));
-            s.push(char::from(DIGITS[usize::from(x & 15)]));
-        }
-        Hex(s)
-    }
-}
-
 impl rusqlite::types::FromSql for Hex {
     fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
         match v {
-            rusqlite::types::ValueRef::Blob(b) => Ok(Hex::of_bytes(b)),
+            rusqlite::types::ValueRef::Blob(b) => Ok(Hex(hex::encode(b))),
             other => String::column_result(other).map(Hex),
         }
     }
@@ -453,7 +446,7 @@ impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for Hex {
     ) -> std::result::Result<Self, sqlx::error::BoxDynError> {
         use sqlx::{TypeInfo, ValueRef};
         if v.type_info().name() == "BLOB" {
-            <&[u8] as sqlx::Decode<sqlx::Sqlite>>::decode(v).map(Hex::of_bytes)
+            <&[u8] as sqlx::Decode<sqlx::Sqlite>>::decode(v).map(|b| Hex(hex::encode(b)))
         } else {
             <String as sqlx::Decode<sqlx::Sqlite>>::decode(v).map(Hex)
         }
@@ -474,19 +467,6 @@ impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Hex {
         v: sqlx::postgres::PgValueRef<'r>,
     ) -> std::result::Result<Self, sqlx::error::BoxDynError> {
         <String as sqlx::Decode<sqlx::Postgres>>::decode(v).map(Hex)
-    }
-}
-
-impl rusqlite::ToSql for Digest<'_> {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(match self {
-            Digest::Bytes(b) => {
-                rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Blob(b))
-            }
-            Digest::Text(t) => rusqlite::types::ToSqlOutput::Borrowed(
-                rusqlite::types::ValueRef::Text(t.as_bytes()),
-            ),
-        })
     }
 }
 
